@@ -1,0 +1,55 @@
+# spy_pipeline: every target bootstraps .venv (Python 3.12) on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+# Python 3.12+: python3.12 on PATH, else python3 if new enough, else the pyenv version in .python-version.
+PYTHON312 := $(shell \
+  if command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'import sys' >/dev/null 2>&1; then command -v python3.12; \
+  elif command -v python3 >/dev/null 2>&1 && python3 -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v python3; \
+  elif [ -x "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version 2>/dev/null)/bin/python" ]; then echo "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version)/bin/python"; \
+  fi)
+
+.PHONY: help run test dev lint bench venv clean
+
+help:
+	@echo "make run    backfill the asset graph for the last trading days against the embedded sandbox"
+	@echo "make test   run the test suite"
+	@echo "make dev    open the Dagster UI (and daemon) on http://127.0.0.1:3000"
+	@echo "make lint   ruff"
+	@echo "make bench  benchmarks with figures and ratios"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON312)" ]; then echo "No Python 3.12 found: install python3.12 (or pyenv install $$(cat .python-version)) and retry."; exit 1; fi
+	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+	  rm -rf $(VENV) && $(PYTHON312) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/spy-pipeline run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) -m spy_pipeline_tests.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""The `spy-pipeline` command: `run` (the main backfill) and `sandbox serve`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.settings import ConfigError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spy-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="backfill every asset for the last N trading days up to an end date")
+    run.add_argument("--end", help="last day, YYYY-MM-DD (default: SPY_PIPELINE_RUN_END_DATE)")
+    run.add_argument("--days", type=int, help="number of trading days (default: SPY_PIPELINE_RUN_DAYS)")
+    sandbox = commands.add_parser("sandbox", help="the Polygon-compatible sandbox")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1 until interrupted")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--api-key", default="sandbox", help="the key clients must send (default: sandbox)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _serve(args)
+    except (ConfigError, cal.TradingCalendarError) as exc:
+        print(f"spy-pipeline: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from spy_pipeline.logs import configure_logging
+    from spy_pipeline.runner import ensure_dagster_home, run_backfill
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    end = cal.parse_date(args.end) if args.end else settings.run_end_date
+    days = args.days if args.days is not None else settings.run_days
+    if days < 1:
+        raise ConfigError(f"--days must be at least 1, got {days}")
+    home = ensure_dagster_home(Path.cwd())
+    source = "the embedded Polygon sandbox" if settings.uses_embedded_sandbox else settings.polygon_base_url or "Polygon"
+    print(f"spy_pipeline: backfilling {days} trading day(s) up to {end} from {source}")
+    summary = run_backfill(end, days, settings.resolved_data_dir)
+    status = "succeeded" if summary.success else "FAILED"
+    print(f"Dagster run {summary.run_id} {status} in {summary.seconds:.1f} s for "
+          f"{len(summary.partitions)} partitions ({summary.partitions[0]} to {summary.partitions[-1]}):")
+    print("\n".join(summary.lines))
+    print(f"Run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
+    return 0 if summary.success else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from spy_pipeline.sandbox.server import SandboxServer
+
+    server = SandboxServer(api_key=args.api_key, host=args.host, port=args.port)
+    print(f"Polygon sandbox on http://{args.host}:{args.port} (key {args.api_key!r}); Ctrl-C stops it.")
+    print(f"Point the pipeline at it: POLYGON_BASE_URL=http://{args.host}:{args.port} POLYGON_API_KEY=<key>")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

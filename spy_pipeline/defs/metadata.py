@@ -1,0 +1,34 @@
+"""Shared materialization metadata: column schemas and request figures in Dagster's shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue, TableColumn, TableSchema
+
+from spy_pipeline.schemas import DatasetSchema
+
+
+def table_schema(schema: DatasetSchema) -> TableSchema:
+    return TableSchema(
+        columns=[
+            TableColumn(name=name, type=str(dtype), description=schema.descriptions.get(name))
+            for name, dtype in schema.columns.items()
+        ]
+    )
+
+
+def request_metadata(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The requests one materialization made: the difference of two RequestStats snapshots."""
+    return {
+        "polygon_requests": after["requests"] - before["requests"],
+        "polygon_retries": after["retries"] - before["retries"],
+        "polygon_bytes_received": after["bytes_received"] - before["bytes_received"],
+        "polygon_rate_limit_wait_s": round(after["rate_limit_wait_s"] - before["rate_limit_wait_s"], 3),
+    }
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> MetadataValue:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return MetadataValue.md("\n".join(lines))

@@ -1,0 +1,78 @@
+"""Dagster resources: the Polygon client and the Parquet store, both configured from Settings."""
+
+
+import datetime as dt
+from contextlib import ExitStack
+from pathlib import Path
+
+import polars as pl
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from spy_pipeline import storage
+from spy_pipeline.logs import configure_logging
+from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.session import open_polygon
+from spy_pipeline.schemas import DatasetSchema
+from spy_pipeline.settings import Settings, load_settings
+
+
+def settings_with_logging() -> Settings:
+    settings = load_settings()
+    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
+    configure_logging(settings.log_level, settings.log_format, secrets=[key])
+    return settings
+
+
+class PolygonResource(ConfigurableResource):
+    """Polygon.io through the official client; the embedded sandbox when no POLYGON_API_KEY is set.
+
+    The API key is read from the environment (POLYGON_API_KEY) at run time, never from run config.
+    """
+
+    requests_per_minute: int | None = Field(
+        default=None, gt=0,
+        description="Overrides SPY_PIPELINE_REQUESTS_PER_MINUTE for this run (default: the setting).",
+    )
+    _stack: ExitStack | None = PrivateAttr(default=None)
+    _client: PolygonClient | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        settings = settings_with_logging()
+        self._stack = ExitStack()
+        self._client = self._stack.enter_context(open_polygon(settings, self.requests_per_minute))
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._client = None, None
+
+    @property
+    def client(self) -> PolygonClient:
+        if self._client is None:
+            raise RuntimeError("PolygonResource is used outside a run: it was not set up")
+        return self._client
+
+
+class ParquetStoreResource(ConfigurableResource):
+    """Daily Parquet files under the data dir (SPY_PIPELINE_DATA_DIR unless `data_dir` is set)."""
+
+    data_dir: str | None = Field(default=None, description="Overrides SPY_PIPELINE_DATA_DIR.")
+
+    @property
+    def root(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser().resolve()
+        return load_settings().resolved_data_dir
+
+    def partition_path(self, day: dt.date, *parts: str) -> Path:
+        return storage.partition_file(self.root, day, *parts)
+
+    def write(self, frame: pl.DataFrame, path: Path) -> int:
+        return storage.write_parquet_atomic(frame, path)
+
+    def read(self, path: Path, schema: DatasetSchema) -> pl.DataFrame:
+        return storage.read_partition(path, schema)
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))

@@ -1,0 +1,118 @@
+"""structlog set-up, configured once, with secret redaction wherever text reaches a log.
+
+Human console output on a terminal, JSON lines otherwise. Secrets are removed from messages, event
+values (nested too), exception text, and stdlib log records (urllib3, the Polygon client) alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+_QUERY_KEY = re.compile(r"(?i)(apikey=)[^&\s'\"]+")
+_BEARER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?bearer\s+)[^\s'\",}]+")
+_BARE_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.~+/=]{6,}")
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+_configured = False
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret's value so that it is removed from every later log line."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = _QUERY_KEY.sub(r"\1" + REDACTED, text)
+    text = _BEARER.sub(r"\1" + REDACTED, text)
+    return _BARE_BEARER.sub(r"\1" + REDACTED, text)
+
+
+def redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return type(value)(redact_value(item) for item in value)
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {key: redact_value(value) for key, value in event_dict.items()}
+
+
+class RedactingFilter(logging.Filter):
+    """Applies the same redaction to stdlib records before any handler formats them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def _shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_event,
+    ]
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str | None] = ()) -> None:
+    """Idempotent: later calls only register more secrets and adjust the level."""
+    global _configured
+    for secret in secrets:
+        register_secret(secret)
+    root = logging.getLogger()
+    root.setLevel(level)
+    with _lock:
+        if _configured:
+            return
+        _configured = True
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_shared_processors(),
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_event, renderer],
+        )
+    )
+    handler.set_name("spy_pipeline")
+    root.handlers = [h for h in root.handlers if h.get_name() != "spy_pipeline"] + [handler]
+    structlog.configure(
+        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,52 @@
+"""Open a PolygonClient from settings: real Polygon with a key, else an in-process sandbox."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from spy_pipeline.logs import get_logger, register_secret
+from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.transport import RetryPolicy
+from spy_pipeline.sandbox.server import SandboxServer
+from spy_pipeline.settings import POLYGON_URL, Settings
+
+log = get_logger(__name__)
+_announced_sandbox = False
+
+
+@contextmanager
+def open_polygon(settings: Settings, requests_per_minute: int | None = None) -> Iterator[PolygonClient]:
+    """Yield a client; with no POLYGON_API_KEY an embedded sandbox runs for the block's lifetime."""
+    rpm = requests_per_minute or settings.effective_requests_per_minute
+    policy = RetryPolicy(max_retries=settings.max_retries)
+    sandbox = None
+    if settings.polygon_api_key is None:
+        api_key = "sandbox-" + secrets.token_urlsafe(12)
+        sandbox = SandboxServer(api_key=api_key).start()
+        base_url = sandbox.url
+        _announce_sandbox(base_url)
+    else:
+        api_key = settings.polygon_api_key.get_secret_value()
+        base_url = settings.polygon_base_url or POLYGON_URL
+    register_secret(api_key)
+    client = PolygonClient(
+        api_key=api_key, base_url=base_url, requests_per_minute=rpm,
+        connect_timeout_s=settings.http_connect_timeout_s, read_timeout_s=settings.http_read_timeout_s,
+        retry_policy=policy,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _announce_sandbox(base_url: str) -> None:
+    global _announced_sandbox
+    if not _announced_sandbox:
+        _announced_sandbox = True
+        log.info("embedded_sandbox", message="no POLYGON_API_KEY set: using the embedded Polygon sandbox",
+                 base_url=base_url)

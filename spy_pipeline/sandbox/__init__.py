@@ -1,0 +1,1 @@
+"""A Polygon-compatible sandbox: a deterministic synthetic market served over real HTTP on loopback."""

@@ -1,0 +1,205 @@
+"""Polygon REST endpoints of the sandbox: plain functions from a parsed request to a JSON body.
+
+Shapes follow Polygon's documented responses (see the README's "Sandbox" section).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.sandbox import market
+
+MAX_AGGS_LIMIT = 50_000
+DEFAULT_AGGS_LIMIT = 5_000
+TIMESPAN_MS = {"minute": 60_000, "hour": 3_600_000}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, status_word: str = "ERROR") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.status_word = status_word
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    query: dict[str, str]
+    base_url: str  # scheme://host:port as the client addressed us, for absolute next_url links
+    request_id: str
+    today: dt.date
+
+
+Handler = Callable[[Request, re.Match[str]], object]
+
+
+def _parse_bound(text: str, end: bool) -> int:
+    """A from/to bound as ms: YYYY-MM-DD means that whole ET day; digits are Unix ms."""
+    if text.isdigit():
+        return int(text)
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"Could not parse the time parameter: '{text}'. Use YYYY-MM-DD or a Unix MS Timestamp") from None
+    midnight = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=cal.NEW_YORK)
+    return int(midnight.timestamp() * 1000) - (1 if end else 0)
+
+
+def _days_between(start_ms: int, end_ms: int) -> list[dt.date]:
+    first = dt.datetime.fromtimestamp(start_ms / 1000, cal.NEW_YORK).date()
+    last = dt.datetime.fromtimestamp(end_ms / 1000, cal.NEW_YORK).date()
+    if (last - first).days > 3_660:
+        raise ApiError(400, "The requested range is too large")
+    return cal.trading_days(first, last) if last >= cal.FIRST_TRADING_DAY else []
+
+
+def _aggregate(bars: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
+    return (
+        bars.with_columns(bucket=(pl.col("t") // bucket_ms) * bucket_ms)
+        .group_by("bucket", maintain_order=True)
+        .agg(
+            o=pl.col("o").first(), h=pl.col("h").max(), l=pl.col("l").min(), c=pl.col("c").last(),
+            vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(), v=pl.col("v").sum(), n=pl.col("n").sum(),
+        )
+        .rename({"bucket": "t"})
+        .with_columns(pl.col("vw").round(4))
+    )
+
+
+def _day_bar(day: dt.date, bars: pl.DataFrame) -> dict[str, float | int]:
+    regular = bars.filter(pl.Series(market.session_of(day, bars["t"].to_numpy()) == "regular"))
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=cal.NEW_YORK)
+    return {
+        "v": float(bars["v"].sum()),
+        "vw": round(float((regular["vw"] * regular["v"]).sum() / regular["v"].sum()), 4),
+        "o": float(regular["o"][0]), "c": float(regular["c"][-1]),
+        "h": float(regular["h"].max()), "l": float(regular["l"].min()),
+        "t": int(midnight.timestamp() * 1000), "n": int(bars["n"].sum()),
+    }
+
+
+def _encode_cursor(state: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, object]:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise ApiError(400, "Invalid cursor") from None
+
+
+def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
+    ticker, multiplier, timespan = match["ticker"], int(match["multiplier"]), match["timespan"]
+    query = dict(request.query)
+    if "cursor" in query:
+        query = {**{k: str(v) for k, v in _decode_cursor(query["cursor"]).items()}}
+    offset = int(query.get("offset", 0))
+    sort = query.get("sort", "asc")
+    if sort not in ("asc", "desc"):
+        raise ApiError(400, "sort must be 'asc' or 'desc'")
+    try:
+        limit = int(query.get("limit", DEFAULT_AGGS_LIMIT))
+    except ValueError:
+        raise ApiError(400, "limit must be an integer") from None
+    if not 1 <= limit <= MAX_AGGS_LIMIT or multiplier < 1:
+        raise ApiError(400, f"limit must be 1 to {MAX_AGGS_LIMIT} and multiplier at least 1")
+    if timespan not in ("minute", "hour", "day"):
+        raise ApiError(400, f"Unsupported timespan '{timespan}' in the sandbox (minute, hour, day)")
+    start_ms = _parse_bound(match["from"], end=False)
+    end_ms = _parse_bound(match["to"], end=True)
+    days = _days_between(start_ms, end_ms)
+    if timespan == "day":
+        rows = [_day_bar(d, bars) for d in days if (bars := market.minute_bars(ticker, d)).height]
+        frame = pl.DataFrame(rows) if rows else pl.DataFrame()
+        if multiplier > 1 and rows:
+            frame = frame.with_row_index("i").with_columns(pl.col("i") // multiplier).group_by("i", maintain_order=True).agg(
+                t=pl.col("t").first(), o=pl.col("o").first(), h=pl.col("h").max(), l=pl.col("l").min(),
+                c=pl.col("c").last(), vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
+                v=pl.col("v").sum(), n=pl.col("n").sum(),
+            ).drop("i")
+    else:
+        frames = [market.minute_bars(ticker, d) for d in days]
+        frame = pl.concat(frames) if frames else pl.DataFrame()
+        if frame.height:
+            frame = frame.filter(pl.col("t").is_between(start_ms, end_ms))
+            bucket = multiplier * TIMESPAN_MS[timespan]
+            if bucket != 60_000:
+                frame = _aggregate(frame, bucket)
+    if frame.height and sort == "desc":
+        frame = frame.reverse()
+    total = frame.height
+    page = frame.slice(offset, limit) if total else frame
+    body: dict[str, object] = {
+        "ticker": ticker, "queryCount": page.height, "resultsCount": page.height,
+        "adjusted": query.get("adjusted", "true") != "false", "status": "OK",
+        "request_id": request.request_id, "count": page.height,
+    }
+    if page.height:
+        body["results"] = [
+            {"v": r["v"], "vw": r["vw"], "o": r["o"], "c": r["c"], "h": r["h"], "l": r["l"], "t": r["t"], "n": r["n"]}
+            for r in page.select("v", "vw", "o", "c", "h", "l", "t", "n").iter_rows(named=True)
+        ]
+    if offset + limit < total:
+        state = {"offset": offset + limit, "limit": limit, "sort": sort, "adjusted": query.get("adjusted", "true")}
+        body["next_url"] = f"{request.base_url}{request.path}?cursor={_encode_cursor(state)}"
+    return body
+
+
+def open_close(request: Request, match: re.Match[str]) -> dict[str, object]:
+    ticker = match["ticker"]
+    try:
+        day = dt.date.fromisoformat(match["date"])
+    except ValueError:
+        raise ApiError(400, f"Could not parse the date '{match['date']}'") from None
+    bars = market.minute_bars(ticker, day)
+    if not bars.height:
+        raise ApiError(404, "Data not found.", status_word="NOT_FOUND")
+    sessions = market.session_of(day, bars["t"].to_numpy())
+    regular = bars.filter(pl.Series(sessions == "regular"))
+    pre, post = bars.filter(pl.Series(sessions == "pre")), bars.filter(pl.Series(sessions == "post"))
+    return {
+        "status": "OK", "from": day.isoformat(), "symbol": ticker,
+        "open": float(regular["o"][0]), "high": float(regular["h"].max()), "low": float(regular["l"].min()),
+        "close": float(regular["c"][-1]), "volume": float(regular["v"].sum()),
+        "afterHours": float(post["c"][-1]) if post.height else float(regular["c"][-1]),
+        "preMarket": float(pre["o"][0]) if pre.height else float(regular["o"][0]),
+    }
+
+
+def upcoming_market_status(request: Request, _match: re.Match[str]) -> list[dict[str, object]]:
+    start = request.today
+    end = min(start + dt.timedelta(days=370), cal.last_known_day())
+    entries: list[tuple[dt.date, dict[str, object]]] = []
+    for day, name in cal.holidays_with_names(start, end):
+        for exchange in ("NYSE", "NASDAQ"):
+            entries.append((day, {"exchange": exchange, "name": name, "date": day.isoformat(), "status": "closed"}))
+    for day in cal.early_closes(start, end):
+        bounds = cal.session_bounds(day)
+        for exchange in ("NYSE", "NASDAQ"):
+            entries.append((day, {
+                "exchange": exchange, "name": "Early Close", "date": day.isoformat(), "status": "early-close",
+                "open": _iso_ms(bounds.open), "close": _iso_ms(bounds.close),
+            }))
+    return [entry for _, entry in sorted(entries, key=lambda item: item[0])]
+
+
+def _iso_ms(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+ROUTES: list[tuple[re.Pattern[str], Handler]] = [
+    (re.compile(r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<multiplier>\d+)/(?P<timespan>[a-z]+)/(?P<from>[^/]+)/(?P<to>[^/]+)$"), aggregates),
+    (re.compile(r"^/v1/open-close/(?P<ticker>[^/]+)/(?P<date>[^/]+)$"), open_close),
+    (re.compile(r"^/v1/marketstatus/upcoming$"), upcoming_market_status),
+]
+

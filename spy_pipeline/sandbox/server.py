@@ -1,0 +1,181 @@
+"""The sandbox HTTP server: a real threaded server on 127.0.0.1 that the official client talks to."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from spy_pipeline.sandbox.faults import Fault, FaultPlan
+from spy_pipeline.sandbox.routes import ROUTES, ApiError, Request
+
+
+@dataclass
+class RequestRecord:
+    at: float
+    path: str
+    status: int
+
+
+@dataclass
+class SandboxState:
+    api_key: str
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    today: dt.date | None = None
+    requests: list[RequestRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, path: str, status: int) -> None:
+        with self.lock:
+            self.requests.append(RequestRecord(time.monotonic(), path, status))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Quiet: the sandbox's request log lives in SandboxState.requests."""
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        request_id = uuid.uuid4().hex
+        if not self._authorized(query, state.api_key):
+            return self._finish(path, 401, _error_body(request_id, self._auth_message(query)))
+        query.pop("apiKey", None)
+        fault = state.faults.take(path)
+        if fault is not None and self._apply_fault(fault, path, request_id):
+            return None
+        for pattern, handler in ROUTES:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            request = Request(
+                path=path, query=query, base_url=f"http://{self.headers.get('Host', '127.0.0.1')}",
+                request_id=request_id, today=state.today or dt.date.today(),
+            )
+            try:
+                return self._finish(path, 200, handler(request, match))
+            except ApiError as exc:
+                return self._finish(path, exc.status, _error_body(request_id, exc.message, exc.status_word))
+        return self._finish(path, 404, _error_body(request_id, "Not found", "NOT_FOUND"))
+
+    def _authorized(self, query: dict[str, str], api_key: str) -> bool:
+        header = self.headers.get("Authorization", "")
+        return header == f"Bearer {api_key}" or query.get("apiKey") == api_key
+
+    def _auth_message(self, query: dict[str, str]) -> str:
+        if "Authorization" in self.headers or "apiKey" in query:
+            return "Unknown API Key"
+        return "API Key was not provided"
+
+    def _apply_fault(self, fault: Fault, path: str, request_id: str) -> bool:
+        """Returns True when the fault replaced the answer."""
+        if fault.kind == "slow":
+            time.sleep(fault.delay_s)
+            return False
+        if fault.kind == "reset":
+            self.server.state.record(path, 0)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault.kind == "malformed":
+            self._send(path, 200, b'{"status":"OK","results":[{"v":1')
+            return True
+        headers = {}
+        if fault.retry_after_s is not None:
+            headers["Retry-After"] = f"{fault.retry_after_s:g}"
+        message = "You've exceeded the maximum requests per minute" if fault.status == 429 else "Internal error"
+        self._finish(path, fault.status, _error_body(request_id, message), headers)
+        return True
+
+    def _finish(self, path: str, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        self._send(path, status, json.dumps(body, separators=(",", ":")).encode(), headers)
+
+    def _send(self, path: str, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        if len(payload) > 1024 and "gzip" in self.headers.get("Accept-Encoding", ""):
+            payload = gzip.compress(payload, compresslevel=5)
+            headers = {**(headers or {}), "Content-Encoding": "gzip"}
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.server.state.record(path, status)
+
+
+def _error_body(request_id: str, message: str, status_word: str = "ERROR") -> dict[str, str]:
+    key = "error" if status_word == "ERROR" else "message"
+    return {"status": status_word, "request_id": request_id, key: message}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+
+
+class SandboxServer:
+    """A Polygon-compatible REST server on loopback. Use as a context manager or start()/stop()."""
+
+    def __init__(self, api_key: str, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None) -> None:
+        self.state = SandboxState(api_key=api_key, today=today)
+        self._host, self._port = host, port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self.state.faults
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SandboxServer:
+        self._server = _Server((self._host, self._port), self.state)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="polygon-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server = _Server((self._host, self._port), self.state)
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def request_count(self, path_prefix: str = "/") -> int:
+        with self.state.lock:
+            return sum(1 for r in self.state.requests if r.path.startswith(path_prefix))
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,120 @@
+"""All configuration, read once from the environment and an optional `.env` file.
+
+The variable names are a public interface (see the README's "Configuration" table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+POLYGON_URL = "https://api.polygon.io"
+FREE_TIER_REQUESTS_PER_MINUTE = 5
+TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
+
+    polygon_api_key: SecretStr | None = Field(default=None, validation_alias="POLYGON_API_KEY")
+    polygon_base_url: str | None = Field(default=None, validation_alias="POLYGON_BASE_URL")
+    data_dir: Path = Field(default=Path("data"), validation_alias="SPY_PIPELINE_DATA_DIR")
+    equity_tickers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("SPY",), validation_alias="SPY_PIPELINE_EQUITY_TICKERS"
+    )
+    requests_per_minute: int | None = Field(
+        default=None, gt=0, validation_alias="SPY_PIPELINE_REQUESTS_PER_MINUTE"
+    )
+    http_connect_timeout_s: float = Field(
+        default=10.0, gt=0, validation_alias="SPY_PIPELINE_HTTP_CONNECT_TIMEOUT"
+    )
+    http_read_timeout_s: float = Field(default=30.0, gt=0, validation_alias="SPY_PIPELINE_HTTP_READ_TIMEOUT")
+    max_retries: int = Field(default=6, ge=0, le=20, validation_alias="SPY_PIPELINE_MAX_RETRIES")
+    log_format: Literal["auto", "console", "json"] = Field(
+        default="auto", validation_alias="SPY_PIPELINE_LOG_FORMAT"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="SPY_PIPELINE_LOG_LEVEL"
+    )
+    run_end_date: dt.date = Field(default=dt.date(2025, 1, 10), validation_alias="SPY_PIPELINE_RUN_END_DATE")
+    run_days: int = Field(default=5, ge=1, le=500, validation_alias="SPY_PIPELINE_RUN_DAYS")
+
+    @field_validator("equity_tickers", mode="before")
+    @classmethod
+    def _split_tickers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for ticker in value:
+                if not isinstance(ticker, str) or not TICKER_PATTERN.match(ticker):
+                    raise ValueError(f"{ticker!r} is not an uppercase ticker such as SPY")
+            if not value:
+                raise ValueError("at least one ticker is required")
+        return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
+
+    @field_validator("polygon_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^https?://[^/\s?#]+$", value.rstrip("/")):
+            raise ValueError("must be http(s)://host[:port] with no path")
+        return value.rstrip("/")
+
+    @field_validator("polygon_api_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        if value is not None and any(c.isspace() for c in value.get_secret_value()):
+            raise ValueError("must not contain whitespace")
+        return value
+
+    @model_validator(mode="after")
+    def _base_url_needs_key(self) -> Settings:
+        if self.polygon_base_url and self.polygon_api_key is None:
+            raise ValueError("POLYGON_BASE_URL is set but POLYGON_API_KEY is not: a server needs a key")
+        return self
+
+    @property
+    def uses_embedded_sandbox(self) -> bool:
+        return self.polygon_api_key is None
+
+    @property
+    def effective_requests_per_minute(self) -> int | None:
+        """None means unlimited: the embedded sandbox has no quota unless one is set."""
+        if self.requests_per_minute is not None:
+            return self.requests_per_minute
+        return None if self.uses_embedded_sandbox else FREE_TIER_REQUESTS_PER_MINUTE
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; any invalid value raises ConfigError with one line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "configuration"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {message}")
+    return "invalid configuration: " + "; ".join(problems)
