@@ -1,0 +1,48 @@
+"""Shared fixtures: an isolated environment and a real sandbox server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spy_pipeline.sandbox.server import SandboxServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+FIXTURES_DIR = SHARED_DIR / "polygon-fixtures"
+SANDBOX_KEY = "test-key-5f1c2a9e"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No outside configuration leaks in: no Polygon key, data and Dagster home in tmp, no .env."""
+    for name in list(os.environ):
+        if name.startswith(("POLYGON_", "SPY_PIPELINE_", "DAGSTER_HOME")):
+            monkeypatch.delenv(name)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(api_key=SANDBOX_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox_env(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
+    """Point the pipeline at a test-owned sandbox (as a user would at any Polygon-compatible server)."""
+    monkeypatch.setenv("POLYGON_API_KEY", SANDBOX_KEY)
+    monkeypatch.setenv("POLYGON_BASE_URL", sandbox.url)
+    monkeypatch.setenv("SPY_PIPELINE_REQUESTS_PER_MINUTE", "100000")
+    return sandbox
