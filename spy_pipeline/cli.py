@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -47,12 +48,16 @@ def _run(args: argparse.Namespace) -> int:
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
     home = ensure_dagster_home(Path.cwd())
-    source = "the embedded Polygon sandbox" if settings.uses_embedded_sandbox else settings.polygon_base_url or "Polygon"
+    source = (
+        "the embedded Polygon sandbox" if settings.uses_embedded_sandbox else settings.polygon_base_url or "Polygon"
+    )
     print(f"spy_pipeline: backfilling {days} trading day(s) up to {end} from {source}")
     summary = run_backfill(end, days, settings.resolved_data_dir)
     status = "succeeded" if summary.success else "FAILED"
-    print(f"Dagster run {summary.run_id} {status} in {summary.seconds:.1f} s for "
-          f"{len(summary.partitions)} partitions ({summary.partitions[0]} to {summary.partitions[-1]}):")
+    print(
+        f"Dagster run {summary.run_id} {status} in {summary.seconds:.1f} s for "
+        f"{len(summary.partitions)} partitions ({summary.partitions[0]} to {summary.partitions[-1]}):"
+    )
     print("\n".join(summary.lines))
     print(f"Run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
     return 0 if summary.success else 1
@@ -64,10 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
     server = SandboxServer(api_key=args.api_key, host=args.host, port=args.port)
     print(f"Polygon sandbox on http://{args.host}:{args.port} (key {args.api_key!r}); Ctrl-C stops it.")
     print(f"Point the pipeline at it: POLYGON_BASE_URL=http://{args.host}:{args.port} POLYGON_API_KEY=<key>")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

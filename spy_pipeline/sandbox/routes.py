@@ -49,7 +49,9 @@ def _parse_bound(text: str, end: bool) -> int:
     try:
         day = dt.date.fromisoformat(text)
     except ValueError:
-        raise ApiError(400, f"Could not parse the time parameter: '{text}'. Use YYYY-MM-DD or a Unix MS Timestamp") from None
+        raise ApiError(
+            400, f"Could not parse the time parameter: '{text}'. Use YYYY-MM-DD or a Unix MS Timestamp"
+        ) from None
     midnight = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=cal.NEW_YORK)
     return int(midnight.timestamp() * 1000) - (1 if end else 0)
 
@@ -67,8 +69,13 @@ def _aggregate(bars: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
         bars.with_columns(bucket=(pl.col("t") // bucket_ms) * bucket_ms)
         .group_by("bucket", maintain_order=True)
         .agg(
-            o=pl.col("o").first(), h=pl.col("h").max(), l=pl.col("l").min(), c=pl.col("c").last(),
-            vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(), v=pl.col("v").sum(), n=pl.col("n").sum(),
+            o=pl.col("o").first(),
+            h=pl.col("h").max(),
+            l=pl.col("l").min(),
+            c=pl.col("c").last(),
+            vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
+            v=pl.col("v").sum(),
+            n=pl.col("n").sum(),
         )
         .rename({"bucket": "t"})
         .with_columns(pl.col("vw").round(4))
@@ -81,9 +88,12 @@ def _day_bar(day: dt.date, bars: pl.DataFrame) -> dict[str, float | int]:
     return {
         "v": float(bars["v"].sum()),
         "vw": round(float((regular["vw"] * regular["v"]).sum() / regular["v"].sum()), 4),
-        "o": float(regular["o"][0]), "c": float(regular["c"][-1]),
-        "h": float(regular["h"].max()), "l": float(regular["l"].min()),
-        "t": int(midnight.timestamp() * 1000), "n": int(bars["n"].sum()),
+        "o": float(regular["o"][0]),
+        "c": float(regular["c"][-1]),
+        "h": float(regular["h"].max()),
+        "l": float(regular["l"].min()),
+        "t": int(midnight.timestamp() * 1000),
+        "n": int(bars["n"].sum()),
     }
 
 
@@ -122,11 +132,22 @@ def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
         rows = [_day_bar(d, bars) for d in days if (bars := market.minute_bars(ticker, d)).height]
         frame = pl.DataFrame(rows) if rows else pl.DataFrame()
         if multiplier > 1 and rows:
-            frame = frame.with_row_index("i").with_columns(pl.col("i") // multiplier).group_by("i", maintain_order=True).agg(
-                t=pl.col("t").first(), o=pl.col("o").first(), h=pl.col("h").max(), l=pl.col("l").min(),
-                c=pl.col("c").last(), vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
-                v=pl.col("v").sum(), n=pl.col("n").sum(),
-            ).drop("i")
+            frame = (
+                frame.with_row_index("i")
+                .with_columns(pl.col("i") // multiplier)
+                .group_by("i", maintain_order=True)
+                .agg(
+                    t=pl.col("t").first(),
+                    o=pl.col("o").first(),
+                    h=pl.col("h").max(),
+                    l=pl.col("l").min(),
+                    c=pl.col("c").last(),
+                    vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
+                    v=pl.col("v").sum(),
+                    n=pl.col("n").sum(),
+                )
+                .drop("i")
+            )
     else:
         frames = [market.minute_bars(ticker, d) for d in days]
         frame = pl.concat(frames) if frames else pl.DataFrame()
@@ -140,9 +161,13 @@ def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
     total = frame.height
     page = frame.slice(offset, limit) if total else frame
     body: dict[str, object] = {
-        "ticker": ticker, "queryCount": page.height, "resultsCount": page.height,
-        "adjusted": query.get("adjusted", "true") != "false", "status": "OK",
-        "request_id": request.request_id, "count": page.height,
+        "ticker": ticker,
+        "queryCount": page.height,
+        "resultsCount": page.height,
+        "adjusted": query.get("adjusted", "true") != "false",
+        "status": "OK",
+        "request_id": request.request_id,
+        "count": page.height,
     }
     if page.height:
         body["results"] = [
@@ -168,9 +193,14 @@ def open_close(request: Request, match: re.Match[str]) -> dict[str, object]:
     regular = bars.filter(pl.Series(sessions == "regular"))
     pre, post = bars.filter(pl.Series(sessions == "pre")), bars.filter(pl.Series(sessions == "post"))
     return {
-        "status": "OK", "from": day.isoformat(), "symbol": ticker,
-        "open": float(regular["o"][0]), "high": float(regular["h"].max()), "low": float(regular["l"].min()),
-        "close": float(regular["c"][-1]), "volume": float(regular["v"].sum()),
+        "status": "OK",
+        "from": day.isoformat(),
+        "symbol": ticker,
+        "open": float(regular["o"][0]),
+        "high": float(regular["h"].max()),
+        "low": float(regular["l"].min()),
+        "close": float(regular["c"][-1]),
+        "volume": float(regular["v"].sum()),
         "afterHours": float(post["c"][-1]) if post.height else float(regular["c"][-1]),
         "preMarket": float(pre["o"][0]) if pre.height else float(regular["o"][0]),
     }
@@ -186,10 +216,19 @@ def upcoming_market_status(request: Request, _match: re.Match[str]) -> list[dict
     for day in cal.early_closes(start, end):
         bounds = cal.session_bounds(day)
         for exchange in ("NYSE", "NASDAQ"):
-            entries.append((day, {
-                "exchange": exchange, "name": "Early Close", "date": day.isoformat(), "status": "early-close",
-                "open": _iso_ms(bounds.open), "close": _iso_ms(bounds.close),
-            }))
+            entries.append(
+                (
+                    day,
+                    {
+                        "exchange": exchange,
+                        "name": "Early Close",
+                        "date": day.isoformat(),
+                        "status": "early-close",
+                        "open": _iso_ms(bounds.open),
+                        "close": _iso_ms(bounds.close),
+                    },
+                )
+            )
     return [entry for _, entry in sorted(entries, key=lambda item: item[0])]
 
 
@@ -198,8 +237,12 @@ def _iso_ms(moment: dt.datetime) -> str:
 
 
 ROUTES: list[tuple[re.Pattern[str], Handler]] = [
-    (re.compile(r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<multiplier>\d+)/(?P<timespan>[a-z]+)/(?P<from>[^/]+)/(?P<to>[^/]+)$"), aggregates),
+    (
+        re.compile(
+            r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<multiplier>\d+)/(?P<timespan>[a-z]+)/(?P<from>[^/]+)/(?P<to>[^/]+)$"
+        ),
+        aggregates,
+    ),
     (re.compile(r"^/v1/open-close/(?P<ticker>[^/]+)/(?P<date>[^/]+)$"), open_close),
     (re.compile(r"^/v1/marketstatus/upcoming$"), upcoming_market_status),
 ]
-

@@ -42,7 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the sandbox's request log lives in SandboxState.requests."""
 
     def do_GET(self) -> None:
@@ -62,8 +62,11 @@ class _Handler(BaseHTTPRequestHandler):
             if match is None:
                 continue
             request = Request(
-                path=path, query=query, base_url=f"http://{self.headers.get('Host', '127.0.0.1')}",
-                request_id=request_id, today=state.today or dt.date.today(),
+                path=path,
+                query=query,
+                base_url=f"http://{self.headers.get('Host', '127.0.0.1')}",
+                request_id=request_id,
+                today=state.today or dt.date.today(),
             )
             try:
                 return self._finish(path, 200, handler(request, match))
@@ -107,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(payload) > 1024 and "gzip" in self.headers.get("Accept-Encoding", ""):
             payload = gzip.compress(payload, compresslevel=5)
             headers = {**(headers or {}), "Content-Encoding": "gzip"}
+        self.server.state.record(path, status)  # before answering: a client never sees an unrecorded reply
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -114,7 +118,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-        self.server.state.record(path, status)
 
 
 def _error_body(request_id: str, message: str, status_word: str = "ERROR") -> dict[str, str]:
@@ -177,5 +180,7 @@ class SandboxServer:
     def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
