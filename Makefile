@@ -13,13 +13,14 @@ PYTHON312 := $(shell \
   elif [ -x "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version 2>/dev/null)/bin/python" ]; then echo "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version)/bin/python"; \
   fi)
 
-.PHONY: help run test dev lint venv clean
+.PHONY: help run test dev lint bench venv clean
 
 help:
 	@echo "make run    backfill the asset graph for the last trading days against the embedded sandbox"
 	@echo "make test   run the test suite"
 	@echo "make dev    open the Dagster UI (and daemon) on http://127.0.0.1:3000"
 	@echo "make lint   ruff"
+	@echo "make bench  benchmarks, printing figures and ratios"
 
 venv: $(STAMP)
 
@@ -46,6 +47,9 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) -m spy_pipeline_tests.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -42,7 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     from spy_pipeline.runner import ensure_dagster_home, run_backfill
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
+    configure_logging(settings.log_level, settings.log_format, secrets=[key])
     end = cal.parse_date(args.end) if args.end else settings.run_end_date
     days = args.days if args.days is not None else settings.run_days
     if days < 1:

@@ -41,15 +41,22 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: Any) -> Any:
+    """Redact a log value, nested containers included; other objects are logged as redacted text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
-        return {key: redact_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set):
+        return {redact_value(key): redact_value(item) for key, item in value.items()}
+    if type(value) in (list, tuple, set, frozenset):
         return type(value)(redact_value(item) for item in value)
+    if isinstance(value, tuple):  # a namedtuple: its constructor takes fields, not an iterable
+        return [redact_value(item) for item in value]
     if isinstance(value, BaseException):
         return redact(f"{type(value).__name__}: {value}")
-    return value
+    if isinstance(value, bytes):
+        return redact(value.decode("utf-8", "replace"))
+    return redact(str(value))
 
 
 def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 POLYGON_URL = "https://api.polygon.io"
 FREE_TIER_REQUESTS_PER_MINUTE = 5
-TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
 
 
 class ConfigError(ValueError):
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list | tuple):
             for ticker in value:
-                if not isinstance(ticker, str) or not TICKER_PATTERN.match(ticker):
+                if not isinstance(ticker, str) or not TICKER_PATTERN.fullmatch(ticker):
                     raise ValueError(f"{ticker!r} is not an uppercase ticker such as SPY")
             if not value:
                 raise ValueError("at least one ticker is required")

@@ -16,7 +16,7 @@ import polars as pl
 
 from spy_pipeline.schemas import DatasetSchema
 
-_SAFE_PART = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,40}$")
+_SAFE_PART = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,40}\Z")
 
 
 class StorageError(ValueError):
@@ -26,7 +26,7 @@ class StorageError(ValueError):
 def dataset_dir(data_dir: Path, *parts: str) -> Path:
     """A folder under the data dir; every part must be a plain lowercase name (no '/', '..')."""
     for part in parts:
-        if not _SAFE_PART.match(part):
+        if not _SAFE_PART.fullmatch(part):
             raise StorageError(f"unsafe dataset path component {part!r}")
     root = data_dir.resolve()
     folder = root.joinpath(*parts).resolve()

@@ -141,6 +141,8 @@ def minute_bars(ticker: str, day: dt.date) -> pl.DataFrame:
     volume = np.round(profile.shares_per_regular_minute * activity * rng.lognormal(0.0, 0.45, total))
     volume = np.maximum(volume, 1.0)
     traded = rng.random(total) < np.vectorize(profile.trade_probability.get)(session)
+    # The opening and closing auctions always print: the day's open and close are never missing.
+    traded[[minutes["pre"], minutes["pre"] + minutes["regular"] - 1]] = True
     weights = rng.dirichlet(np.ones(STEPS_PER_MINUTE), total)
     vwap = np.round((prices * weights).sum(axis=1), 4)
     transactions = np.maximum(1, np.round(volume / profile.shares_per_trade * rng.uniform(0.7, 1.3, total)))

@@ -19,6 +19,8 @@ from spy_pipeline.sandbox import market
 
 MAX_AGGS_LIMIT = 50_000
 DEFAULT_AGGS_LIMIT = 5_000
+# Polygon names an early close after the holiday it neighbours.
+EARLY_CLOSE_NAMES = {7: "Independence Day", 11: "Thanksgiving", 12: "Christmas"}
 TIMESPAN_MS = {"minute": 60_000, "hour": 3_600_000}
 
 
@@ -59,6 +61,8 @@ def _parse_bound(text: str, end: bool) -> int:
 def _days_between(start_ms: int, end_ms: int) -> list[dt.date]:
     first = dt.datetime.fromtimestamp(start_ms / 1000, cal.NEW_YORK).date()
     last = dt.datetime.fromtimestamp(end_ms / 1000, cal.NEW_YORK).date()
+    if first > last:
+        raise ApiError(400, "The 'from' date must not be after the 'to' date")
     if (last - first).days > 3_660:
         raise ApiError(400, "The requested range is too large")
     return cal.trading_days(first, last) if last >= cal.FIRST_TRADING_DAY else []
@@ -221,7 +225,7 @@ def upcoming_market_status(request: Request, _match: re.Match[str]) -> list[dict
                     day,
                     {
                         "exchange": exchange,
-                        "name": "Early Close",
+                        "name": EARLY_CLOSE_NAMES.get(day.month, "Early Close"),
                         "date": day.isoformat(),
                         "status": "early-close",
                         "open": _iso_ms(bounds.open),

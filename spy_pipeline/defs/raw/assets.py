@@ -48,7 +48,7 @@ def raw_equity_bars(
     written as one file per ticker and day: raw/spy/2025-01-08.parquet.
     """
     tickers = config.tickers or list(settings_with_logging().equity_tickers)
-    bad = [t for t in tickers if not TICKER_PATTERN.match(t)]
+    bad = [t for t in tickers if not TICKER_PATTERN.fullmatch(t)]
     if bad:
         raise ValueError(f"not uppercase tickers such as SPY: {bad}")
     days = [cal.require_trading_day(key) for key in context.partition_keys]

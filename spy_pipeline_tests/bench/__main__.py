@@ -1,0 +1,7 @@
+"""`make bench`: run every benchmark and print its figures."""
+
+from spy_pipeline_tests.bench import backfill, transport
+
+if __name__ == "__main__":
+    for bench in (backfill, transport):
+        bench.main()

@@ -1,0 +1,251 @@
+"""`load_settings()`: defaults, parsing, one-line errors naming the variable, `.env`, and secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from pathlib import Path
+
+import pytest
+
+from spy_pipeline.settings import (
+    FREE_TIER_REQUESTS_PER_MINUTE,
+    TICKER_PATTERN,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+PLANTED_KEY = "PLANTEDKEY-7f3a9c1e"
+
+
+def _config_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> ConfigError:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    return info.value
+
+
+# --- defaults ---------------------------------------------------------------------------------
+
+
+def test_default_data_dir_is_data_resolved_against_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SPY_PIPELINE_DATA_DIR")
+    settings = load_settings()
+    assert settings.data_dir == Path("data")
+    assert settings.resolved_data_dir == tmp_path.resolve() / "data"
+    assert settings.resolved_data_dir.is_absolute()
+
+
+def test_data_dir_comes_from_the_environment(data_dir: Path) -> None:
+    assert load_settings().resolved_data_dir == data_dir.resolve()
+
+
+def test_default_tickers_are_spy_only() -> None:
+    assert load_settings().equity_tickers == ("SPY",)
+
+
+def test_no_key_uses_the_embedded_sandbox_with_no_rate_limit() -> None:
+    settings = load_settings()
+    assert settings.polygon_api_key is None
+    assert settings.uses_embedded_sandbox is True
+    assert settings.effective_requests_per_minute is None
+
+
+def test_blank_key_counts_as_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYGON_API_KEY", "   ")
+    assert load_settings().uses_embedded_sandbox is True
+
+
+def test_key_without_rate_defaults_to_the_free_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYGON_API_KEY", PLANTED_KEY)
+    settings = load_settings()
+    assert settings.uses_embedded_sandbox is False
+    assert settings.effective_requests_per_minute == FREE_TIER_REQUESTS_PER_MINUTE == 5
+
+
+def test_explicit_rate_wins_over_the_free_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYGON_API_KEY", PLANTED_KEY)
+    monkeypatch.setenv("SPY_PIPELINE_REQUESTS_PER_MINUTE", "100")
+    assert load_settings().effective_requests_per_minute == 100
+
+
+def test_explicit_rate_applies_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_REQUESTS_PER_MINUTE", "7")
+    settings = load_settings()
+    assert settings.uses_embedded_sandbox is True
+    assert settings.effective_requests_per_minute == 7
+
+
+def test_base_url_with_key_is_accepted_without_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYGON_API_KEY", PLANTED_KEY)
+    monkeypatch.setenv("POLYGON_BASE_URL", "http://127.0.0.1:8080/")
+    assert load_settings().polygon_base_url == "http://127.0.0.1:8080"
+
+
+def test_run_end_date_parses_iso_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_RUN_END_DATE", "2024-12-31")
+    assert load_settings().run_end_date == dt.date(2024, 12, 31)
+
+
+# --- tickers ----------------------------------------------------------------------------------
+
+
+def test_comma_separated_tickers_parse_to_a_tuple(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_EQUITY_TICKERS", "SPY, QQQ")
+    assert load_settings().equity_tickers == ("SPY", "QQQ")
+
+
+def test_duplicate_tickers_are_dropped_keeping_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_EQUITY_TICKERS", "QQQ,SPY,QQQ,BRK.B")
+    assert load_settings().equity_tickers == ("QQQ", "SPY", "BRK.B")
+
+
+@pytest.mark.parametrize("value", ["spy", "../x", "SP/Y", "", " , ", "SPY,qqq", "/etc", "TOOLONGTICKER"])
+def test_invalid_tickers_are_a_config_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    error = _config_error(monkeypatch, SPY_PIPELINE_EQUITY_TICKERS=value)
+    assert "SPY_PIPELINE_EQUITY_TICKERS" in str(error)
+
+
+# --- every invalid value: one line, naming the variable ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SPY_PIPELINE_REQUESTS_PER_MINUTE", "0"),
+        ("SPY_PIPELINE_REQUESTS_PER_MINUTE", "-3"),
+        ("SPY_PIPELINE_REQUESTS_PER_MINUTE", "abc"),
+        ("SPY_PIPELINE_HTTP_READ_TIMEOUT", "0"),
+        ("SPY_PIPELINE_HTTP_CONNECT_TIMEOUT", "-1"),
+        ("SPY_PIPELINE_MAX_RETRIES", "21"),
+        ("SPY_PIPELINE_MAX_RETRIES", "-1"),
+        ("SPY_PIPELINE_LOG_FORMAT", "xml"),
+        ("SPY_PIPELINE_LOG_LEVEL", "verbose"),
+        ("SPY_PIPELINE_RUN_END_DATE", "2025-13-01"),
+        ("SPY_PIPELINE_RUN_DAYS", "0"),
+        ("SPY_PIPELINE_RUN_DAYS", "501"),
+        ("SPY_PIPELINE_EQUITY_TICKERS", "spy"),
+    ],
+)
+def test_invalid_value_is_a_one_line_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    error = _config_error(monkeypatch, **{name: value})
+    message = str(error)
+    assert name in message
+    assert "\n" not in message
+    assert "\r" not in message
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "https://api.polygon.io/v2", "api.polygon.io", "https://h?x=1"])
+def test_invalid_base_url_is_a_one_line_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    error = _config_error(monkeypatch, POLYGON_API_KEY=PLANTED_KEY, POLYGON_BASE_URL=url)
+    assert "POLYGON_BASE_URL" in str(error)
+    assert "\n" not in str(error)
+
+
+def test_base_url_without_key_is_an_error_naming_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = _config_error(monkeypatch, POLYGON_BASE_URL="https://api.polygon.io")
+    message = str(error)
+    assert "POLYGON_BASE_URL" in message
+    assert "POLYGON_API_KEY" in message
+    assert "\n" not in message
+
+
+def test_several_invalid_values_are_all_named_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = _config_error(monkeypatch, SPY_PIPELINE_RUN_DAYS="0", SPY_PIPELINE_LOG_FORMAT="xml")
+    message = str(error)
+    assert "SPY_PIPELINE_RUN_DAYS" in message
+    assert "SPY_PIPELINE_LOG_FORMAT" in message
+    assert "\n" not in message
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
+
+
+# --- .env -------------------------------------------------------------------------------------
+
+
+def test_dotenv_in_cwd_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SPY_PIPELINE_EQUITY_TICKERS=QQQ,IWM\nSPY_PIPELINE_RUN_DAYS=3\n")
+    settings = load_settings()
+    assert settings.equity_tickers == ("QQQ", "IWM")
+    assert settings.run_days == 3
+
+
+def test_environment_overrides_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SPY_PIPELINE_RUN_DAYS=3\n")
+    monkeypatch.setenv("SPY_PIPELINE_RUN_DAYS", "9")
+    assert load_settings().run_days == 9
+
+
+def test_invalid_dotenv_value_names_the_variable(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SPY_PIPELINE_LOG_LEVEL=loud\n")
+    with pytest.raises(ConfigError, match="SPY_PIPELINE_LOG_LEVEL"):
+        load_settings()
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("POLYGON_API_KEY", PLANTED_KEY)
+    return load_settings()
+
+
+def test_key_value_is_available_to_the_client(keyed_settings: Settings) -> None:
+    assert keyed_settings.polygon_api_key is not None
+    assert keyed_settings.polygon_api_key.get_secret_value() == PLANTED_KEY
+
+
+def test_key_is_not_in_repr(keyed_settings: Settings) -> None:
+    assert PLANTED_KEY not in repr(keyed_settings)
+
+
+def test_key_is_not_in_str(keyed_settings: Settings) -> None:
+    assert PLANTED_KEY not in str(keyed_settings)
+
+
+def test_key_is_not_in_model_dump_json(keyed_settings: Settings) -> None:
+    assert PLANTED_KEY not in keyed_settings.model_dump_json()
+
+
+def test_key_is_not_in_model_dump_python_repr(keyed_settings: Settings) -> None:
+    assert PLANTED_KEY not in repr(keyed_settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SPY_PIPELINE_REQUESTS_PER_MINUTE", "abc"),
+        ("POLYGON_BASE_URL", "ftp://x"),
+        ("SPY_PIPELINE_EQUITY_TICKERS", "spy"),
+    ],
+)
+def test_key_is_not_in_config_error_for_another_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    error = _config_error(monkeypatch, POLYGON_API_KEY=PLANTED_KEY, **{name: value})
+    assert PLANTED_KEY not in str(error)
+    assert PLANTED_KEY not in "".join(traceback.format_exception(error))
+
+
+def test_key_with_whitespace_is_rejected_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "PLANTED 7f3a9c1e-secretpart"
+    error = _config_error(monkeypatch, POLYGON_API_KEY=key)
+    message = str(error)
+    assert "POLYGON_API_KEY" in message
+    assert "\n" not in message
+    for fragment in key.split():
+        assert fragment not in message
+        assert fragment not in "".join(traceback.format_exception(error))
+
+
+def test_ticker_pattern_rejects_a_trailing_newline() -> None:
+    """TICKER_PATTERN also guards Dagster run-config tickers, which are not stripped first."""
+    assert TICKER_PATTERN.match("SPY")
+    assert TICKER_PATTERN.match("SPY\n") is None

@@ -1,0 +1,292 @@
+"""Dataset paths, atomic Parquet writes, schema-checked reads, and `DatasetSchema.conform`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from spy_pipeline.schemas import EQUITY_BARS, UTC_TIMESTAMP
+from spy_pipeline.storage import (
+    StorageError,
+    dataset_dir,
+    partition_file,
+    read_partition,
+    write_parquet_atomic,
+)
+
+DAY = dt.date(2025, 1, 8)
+
+
+def equity_bars(rows: int = 3) -> pl.DataFrame:
+    """A frame with exactly the EQUITY_BARS schema."""
+    start = dt.datetime(2025, 1, 8, 14, 30, tzinfo=dt.UTC)
+    return pl.DataFrame(
+        {
+            "ticker": ["SPY"] * rows,
+            "timestamp": [start + dt.timedelta(minutes=i) for i in range(rows)],
+            "session": ["regular"] * rows,
+            "open": [590.0 + i for i in range(rows)],
+            "high": [591.0 + i for i in range(rows)],
+            "low": [589.0 + i for i in range(rows)],
+            "close": [590.5 + i for i in range(rows)],
+            "volume": [1000.0 * (i + 1) for i in range(rows)],
+            "vwap": [590.2 + i for i in range(rows)],
+            "transactions": list(range(10, 10 + rows)),
+        },
+        schema=EQUITY_BARS.polars_schema,
+    )
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*.tmp"))
+
+
+@pytest.fixture
+def target(data_dir: Path) -> Path:
+    return partition_file(data_dir, DAY, "raw", "spy")
+
+
+# --- write_parquet_atomic ---------------------------------------------------------------------
+
+
+def test_write_creates_parent_folders_and_a_readable_file(target: Path) -> None:
+    frame = equity_bars()
+    write_parquet_atomic(frame, target)
+    assert pl.read_parquet(target).equals(frame)
+
+
+def test_write_returns_the_file_size(target: Path) -> None:
+    size = write_parquet_atomic(equity_bars(), target)
+    assert size == target.stat().st_size > 0
+
+
+def test_write_leaves_no_temp_files(target: Path) -> None:
+    write_parquet_atomic(equity_bars(), target)
+    write_parquet_atomic(equity_bars(5), target)
+    assert temp_files(target.parent) == []
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_write_replaces_an_existing_file(target: Path) -> None:
+    write_parquet_atomic(equity_bars(2), target)
+    write_parquet_atomic(equity_bars(7), target)
+    assert pl.read_parquet(target).height == 7
+
+
+def test_write_goes_to_a_temp_file_in_the_same_folder(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_parquet_atomic(equity_bars(2), target)
+    old_bytes = target.read_bytes()
+    seen: dict[str, Any] = {}
+    real_write = pl.DataFrame.write_parquet
+
+    def spying_write(self: pl.DataFrame, file: Any, *args: Any, **kwargs: Any) -> None:
+        seen["temps"] = temp_files(target.parent)
+        seen["target_during_write"] = target.read_bytes()
+        real_write(self, file, *args, **kwargs)
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", spying_write)
+    write_parquet_atomic(equity_bars(4), target)
+    assert len(seen["temps"]) == 1
+    assert seen["temps"][0].name.startswith(f".{target.name}.")
+    assert seen["target_during_write"] == old_bytes
+    assert pl.read_parquet(target).height == 4
+
+
+def _failing_write(self: pl.DataFrame, file: Any, *args: Any, **kwargs: Any) -> None:
+    file.write(b"PAR1 half a file")
+    file.flush()
+    raise OSError(28, "No space left on device")
+
+
+def test_failed_write_keeps_the_old_file_intact(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = equity_bars(2)
+    write_parquet_atomic(original, target)
+    old_bytes = target.read_bytes()
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        write_parquet_atomic(equity_bars(9), target)
+    assert target.read_bytes() == old_bytes
+    monkeypatch.undo()
+    assert pl.read_parquet(target).equals(original)
+
+
+def test_failed_write_removes_its_temp_file(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_parquet_atomic(equity_bars(2), target)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write)
+    with pytest.raises(OSError):
+        write_parquet_atomic(equity_bars(9), target)
+    assert temp_files(target.parent) == []
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_failed_first_write_leaves_no_file(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write)
+    with pytest.raises(OSError):
+        write_parquet_atomic(equity_bars(), target)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_interrupted_write_removes_its_temp_file(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(self: pl.DataFrame, file: Any, *args: Any, **kwargs: Any) -> None:
+        file.write(b"PAR1")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_parquet_atomic(equity_bars(), target)
+    assert list(target.parent.iterdir()) == []
+
+
+# --- dataset_dir / partition_file -------------------------------------------------------------
+
+
+UNSAFE_PARTS = ["..", ".", "a/b", "/abs", "", "SPY", "Spy", "spy/../../etc", "-rf", "spy\n", "sp y", "a\\b"]
+
+
+@pytest.mark.parametrize("part", UNSAFE_PARTS)
+def test_dataset_dir_rejects_unsafe_components(data_dir: Path, part: str) -> None:
+    with pytest.raises(StorageError, match="unsafe dataset path component"):
+        dataset_dir(data_dir, "raw", part)
+
+
+@pytest.mark.parametrize("part", UNSAFE_PARTS)
+def test_partition_file_rejects_unsafe_components(data_dir: Path, part: str) -> None:
+    with pytest.raises(StorageError):
+        partition_file(data_dir, DAY, part)
+
+
+def test_dataset_dir_rejects_unsafe_first_component(data_dir: Path) -> None:
+    with pytest.raises(StorageError):
+        dataset_dir(data_dir, "..", "spy")
+
+
+@pytest.mark.parametrize("part", ["spy", "brk.b", "qqq", "equity_bars", "a-1"])
+def test_dataset_dir_accepts_plain_names_under_the_data_dir(data_dir: Path, part: str) -> None:
+    folder = dataset_dir(data_dir, "raw", part)
+    assert folder == data_dir.resolve() / "raw" / part
+    assert folder.is_relative_to(data_dir.resolve())
+
+
+def test_dataset_dir_does_not_create_folders(data_dir: Path) -> None:
+    dataset_dir(data_dir, "raw", "spy")
+    assert not (data_dir / "raw").exists()
+
+
+def test_partition_file_is_one_iso_dated_parquet_per_day(data_dir: Path) -> None:
+    path = partition_file(data_dir, DAY, "raw", "brk.b")
+    assert path == data_dir.resolve() / "raw" / "brk.b" / "2025-01-08.parquet"
+
+
+# --- read_partition ---------------------------------------------------------------------------
+
+
+def test_read_partition_returns_a_frame_with_the_schema(target: Path) -> None:
+    frame = equity_bars()
+    write_parquet_atomic(frame, target)
+    read = read_partition(target, EQUITY_BARS)
+    assert read.equals(frame)
+    assert read.schema == EQUITY_BARS.polars_schema
+
+
+def test_read_partition_of_a_missing_file_says_so(target: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist") as info:
+        read_partition(target, EQUITY_BARS)
+    assert str(target) in str(info.value)
+
+
+def test_read_partition_of_garbage_bytes_is_a_storage_error(target: Path) -> None:
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"this is not parquet at all" * 20)
+    with pytest.raises(StorageError, match="not a readable Parquet file") as info:
+        read_partition(target, EQUITY_BARS)
+    assert str(target) in str(info.value)
+
+
+def test_read_partition_of_an_empty_file_is_a_storage_error(target: Path) -> None:
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    with pytest.raises(StorageError, match="not a readable Parquet file"):
+        read_partition(target, EQUITY_BARS)
+
+
+def test_read_partition_of_a_truncated_file_is_a_storage_error(target: Path) -> None:
+    write_parquet_atomic(equity_bars(), target)
+    target.write_bytes(target.read_bytes()[:-20])
+    with pytest.raises(StorageError, match="not a readable Parquet file"):
+        read_partition(target, EQUITY_BARS)
+
+
+def test_read_partition_with_a_missing_column_is_a_storage_error(target: Path) -> None:
+    write_parquet_atomic(equity_bars().drop("vwap"), target)
+    with pytest.raises(StorageError, match="does not have the equity_bars schema") as info:
+        read_partition(target, EQUITY_BARS)
+    assert str(target) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "retype",
+    [
+        pl.col("transactions").cast(pl.Int32),
+        pl.col("volume").cast(pl.Int64),
+        pl.col("timestamp").dt.replace_time_zone(None),
+    ],
+    ids=["int32-transactions", "int64-volume", "naive-timestamp"],
+)
+def test_read_partition_with_a_wrong_dtype_is_a_storage_error(target: Path, retype: pl.Expr) -> None:
+    write_parquet_atomic(equity_bars().with_columns(retype), target)
+    with pytest.raises(StorageError, match="does not have the equity_bars schema"):
+        read_partition(target, EQUITY_BARS)
+
+
+def test_read_partition_with_an_extra_column_is_a_storage_error(target: Path) -> None:
+    write_parquet_atomic(equity_bars().with_columns(pl.lit(1).alias("extra")), target)
+    with pytest.raises(StorageError, match="does not have the equity_bars schema"):
+        read_partition(target, EQUITY_BARS)
+
+
+# --- DatasetSchema.conform --------------------------------------------------------------------
+
+
+def test_conform_rejects_a_missing_column() -> None:
+    with pytest.raises(ValueError, match=r"equity_bars: missing columns \['vwap'\]"):
+        EQUITY_BARS.conform(equity_bars().drop("vwap"))
+
+
+def test_conform_orders_columns_as_declared_and_drops_extras() -> None:
+    shuffled = equity_bars().select(list(reversed(EQUITY_BARS.columns))).with_columns(pl.lit(1).alias("x"))
+    conformed = EQUITY_BARS.conform(shuffled)
+    assert conformed.columns == list(EQUITY_BARS.columns)
+
+
+def test_conform_casts_to_declared_dtypes() -> None:
+    loose = equity_bars().with_columns(
+        pl.col("open", "volume").cast(pl.Int64),
+        pl.col("transactions").cast(pl.Int32),
+        pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
+    )
+    conformed = EQUITY_BARS.conform(loose)
+    assert conformed.schema == EQUITY_BARS.polars_schema
+    assert conformed["timestamp"].dtype == UTC_TIMESTAMP
+    assert conformed["timestamp"].to_list() == equity_bars()["timestamp"].to_list()
+
+
+def test_conform_of_a_conformed_frame_is_unchanged() -> None:
+    frame = equity_bars()
+    assert EQUITY_BARS.conform(frame).equals(frame)
+
+
+def test_conform_refuses_a_value_that_cannot_be_cast() -> None:
+    bad = equity_bars().with_columns(pl.lit("n/a").alias("open"))
+    with pytest.raises(pl.exceptions.InvalidOperationError):
+        EQUITY_BARS.conform(bad)
+
+
+def test_matches_compares_column_names_and_dtypes() -> None:
+    assert EQUITY_BARS.matches(equity_bars().schema)
+    assert not EQUITY_BARS.matches(equity_bars().drop("ticker").schema)
+    assert not EQUITY_BARS.matches(equity_bars().with_columns(pl.col("open").cast(pl.Float32)).schema)
