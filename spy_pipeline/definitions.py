@@ -3,7 +3,7 @@
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from spy_pipeline.defs.partitions import trading_day_partitions
-from spy_pipeline.defs.raw.assets import raw_equity_bars
+from spy_pipeline.defs.raw.assets import raw_spy_bars
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 
 daily_backfill_job = define_asset_job(
@@ -14,7 +14,7 @@ daily_backfill_job = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[raw_equity_bars],
+    assets=[raw_spy_bars],
     jobs=[daily_backfill_job],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
 )

@@ -83,7 +83,7 @@ def test_sandbox_serve_answers_the_official_client_and_feeds_dagster_cli(tmp_pat
         env = _env(tmp_path, POLYGON_API_KEY="cli-key", POLYGON_BASE_URL=f"http://127.0.0.1:{port}")
         result = subprocess.run(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "spy_pipeline.definitions",
-             "--select", "raw_equity_bars", "--partition-range", "2025-01-07...2025-01-08"],
+             "--select", "raw_spy_bars", "--partition-range", "2025-01-07...2025-01-08"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180,
         )
         assert result.returncode == 0, result.stderr[-3000:]

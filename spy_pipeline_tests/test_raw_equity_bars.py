@@ -1,4 +1,4 @@
-"""raw_equity_bars materialized through Dagster against a real sandbox, files checked on disk."""
+"""raw_spy_bars materialized through Dagster against a real sandbox, files checked on disk."""
 
 import datetime as dt
 import hashlib
@@ -10,7 +10,7 @@ from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.defs.raw.assets import raw_equity_bars
+from spy_pipeline.defs.raw.assets import raw_spy_bars
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 from spy_pipeline.sandbox import market
 from spy_pipeline.sandbox.server import SandboxServer
@@ -27,7 +27,7 @@ def _materialize(
     raise_on_error: bool = True,
 ):
     return materialize(
-        [raw_equity_bars],
+        [raw_spy_bars],
         resources=RESOURCES,
         instance=instance,
         partition_key=partition_key,
@@ -113,7 +113,7 @@ def test_range_run_fetches_a_week_in_one_request_and_writes_each_day(
 
 def test_several_tickers_each_get_their_own_files(data_dir: Path, instance: DagsterInstance) -> None:
     _materialize(
-        instance, "2025-01-08", run_config={"ops": {"raw_equity_bars": {"config": {"tickers": ["SPY", "QQQ"]}}}}
+        instance, "2025-01-08", run_config={"ops": {"raw_spy_bars": {"config": {"tickers": ["SPY", "QQQ"]}}}}
     )
     qqq = pl.read_parquet(data_dir / "raw" / "qqq" / "2025-01-08.parquet")
     assert set(qqq["ticker"]) == {"QQQ"} and qqq.height == market.minute_bars("QQQ", dt.date(2025, 1, 8)).height
@@ -125,7 +125,7 @@ def test_an_empty_answer_on_a_trading_day_fails_and_writes_nothing(data_dir: Pat
         instance,
         "2025-01-08",
         raise_on_error=False,
-        run_config={"ops": {"raw_equity_bars": {"config": {"tickers": ["ZZZZ"]}}}},
+        run_config={"ops": {"raw_spy_bars": {"config": {"tickers": ["ZZZZ"]}}}},
     )
     assert not result.success
     assert "EmptyDataError: Polygon returned no ZZZZ minute bars for trading day(s) 2025-01-08" in _failure(result)
@@ -137,7 +137,7 @@ def test_path_like_ticker_in_config_is_refused(data_dir: Path, instance: Dagster
         instance,
         "2025-01-08",
         raise_on_error=False,
-        run_config={"ops": {"raw_equity_bars": {"config": {"tickers": ["../../etc"]}}}},
+        run_config={"ops": {"raw_spy_bars": {"config": {"tickers": ["../../etc"]}}}},
     )
     assert not result.success
     assert "not uppercase tickers such as SPY: ['../../etc']" in _failure(result)

@@ -92,7 +92,7 @@ def test_minute_bars_differ_between_days_and_tickers() -> None:
 # --- bar consistency -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ticker", market.known_tickers())
+@pytest.mark.parametrize("ticker", sorted(market.PROFILES))
 def test_ohlc_vwap_volume_and_transactions_are_consistent(ticker: str) -> None:
     days = sampled_days(cal.FIRST_TRADING_DAY, dt.date(2026, 12, 31), every=9)
     frame = pl.concat([market.minute_bars(ticker, day) for day in days])
@@ -113,7 +113,7 @@ def test_ohlc_vwap_volume_and_transactions_are_consistent(ticker: str) -> None:
     assert violations.height == 0, violations.head(5)
 
 
-@pytest.mark.parametrize("ticker", market.known_tickers())
+@pytest.mark.parametrize("ticker", sorted(market.PROFILES))
 def test_timestamps_strictly_increasing_on_whole_minutes(ticker: str) -> None:
     for day in sampled_days(cal.FIRST_TRADING_DAY, dt.date(2026, 12, 31), every=31):
         t = market.minute_bars(ticker, day)["t"].to_numpy()
@@ -167,11 +167,11 @@ def test_early_close_day_regular_session_ends_13_00_and_after_hours_17_00(day: d
     ],
 )
 def test_closed_days_have_no_bars(day: dt.date) -> None:
-    for ticker in market.known_tickers():
+    for ticker in sorted(market.PROFILES):
         assert market.minute_bars(ticker, day).height == 0
 
 
-@pytest.mark.parametrize("ticker", ["AAPL", "spy", "I:VIX", ""])
+@pytest.mark.parametrize("ticker", ["AAPL", "spy", ""])
 def test_unknown_ticker_has_no_bars(ticker: str) -> None:
     assert market.minute_bars(ticker, REFERENCE_DAY).height == 0
 
@@ -270,7 +270,7 @@ def test_spy_price_levels_are_realistic_2015_to_2026() -> None:
         assert 150 < frame["l"].min() <= frame["h"].max() < 900, day
 
 
-@pytest.mark.parametrize("ticker", market.known_tickers())
+@pytest.mark.parametrize("ticker", sorted(market.PROFILES))
 def test_regular_session_close_equals_regular_close(ticker: str) -> None:
     """The last regular-session bar closes at the market's official close, every day of 2023-2024."""
     mismatches = []
@@ -281,3 +281,41 @@ def test_regular_session_close_equals_regular_close(ticker: str) -> None:
             last_bar = et_times(session[-1:])[0].strftime("%H:%M")
             mismatches.append(f"{day}: last regular bar {last_bar} ET c={session['c'][-1]}, regular_close={official}")
     assert not mismatches, "\n".join(mismatches)
+
+
+VIX_DAYS = [dt.date(2025, 1, 6), dt.date(2025, 1, 8), dt.date(2024, 11, 29), dt.date(2024, 3, 11)]
+
+
+@pytest.mark.parametrize("day", VIX_DAYS)
+def test_vix_is_an_index_with_a_value_every_minute_until_15_minutes_after_the_close(day: dt.date) -> None:
+    bars = market.minute_bars("I:VIX", day)
+    assert bars.columns == ["t", "o", "h", "l", "c"]  # Polygon's index aggregates: no volume, vwap, trades
+    bounds = cal.session_bounds(day)
+    assert bars["t"][0] == int(bounds.open.timestamp() * 1000)
+    assert bars["t"][-1] == int(bounds.close.timestamp() * 1000) + 14 * 60_000
+    assert bars["t"].diff().drop_nulls().unique().to_list() == [60_000]
+    consistent = (pl.col("l") <= pl.min_horizontal("o", "c")) & (pl.col("h") >= pl.max_horizontal("o", "c"))
+    assert bars.select(consistent).to_series().all()
+    regular_last = bars.filter(pl.col("t") < int(bounds.close.timestamp() * 1000))["c"][-1]
+    assert regular_last == pytest.approx(market.vix_close(day), abs=0.006)
+
+
+def test_vix_moves_against_spy_and_stays_in_a_realistic_range() -> None:
+    days = cal.trading_days("2015-01-02", "2026-06-30")
+    vix = np.array([market.vix_close(d) for d in days])
+    spy = np.array([market.regular_close("SPY", d) for d in days])
+    correlation = np.corrcoef(np.diff(np.log(spy)), np.diff(np.log(vix)))[0, 1]
+    assert correlation < -0.5
+    assert vix.min() > 8 and vix.max() < 60 and 12 < np.median(vix) < 25
+    # mean reversion: a level far from the long-run mean is followed by moves back toward it
+    high = vix[:-20] > 24
+    assert (vix[20:][high] < vix[:-20][high]).mean() > 0.6
+
+
+def test_vix_minute_moves_mirror_spy_minute_moves() -> None:
+    day = dt.date(2025, 1, 8)
+    vix = market.minute_bars("I:VIX", day).select("t", vix="c")
+    spy = market.minute_bars("SPY", day).select("t", spy="c")
+    joined = vix.join(spy, on="t").sort("t")
+    correlation = np.corrcoef(np.diff(np.log(joined["spy"])), np.diff(np.log(joined["vix"])))[0, 1]
+    assert correlation < -0.5

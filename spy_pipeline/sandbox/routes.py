@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.sandbox import market
+from spy_pipeline.sandbox import catalog, market
 
 MAX_AGGS_LIMIT = 50_000
 DEFAULT_AGGS_LIMIT = 5_000
@@ -68,37 +68,35 @@ def _days_between(start_ms: int, end_ms: int) -> list[dt.date]:
     return cal.trading_days(first, last) if last >= cal.FIRST_TRADING_DAY else []
 
 
+def _bar_exprs(columns: list[str]) -> list[pl.Expr]:
+    """How minute bars combine into a longer bar; an index (no volume) has only o/h/l/c."""
+    exprs = [pl.col("o").first(), pl.col("h").max(), pl.col("l").min(), pl.col("c").last()]
+    if "v" in columns:
+        exprs += [
+            ((pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum()).round(4).alias("vw"),
+            pl.col("v").sum(),
+            pl.col("n").sum(),
+        ]
+    return exprs
+
+
 def _aggregate(bars: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
     return (
         bars.with_columns(bucket=(pl.col("t") // bucket_ms) * bucket_ms)
         .group_by("bucket", maintain_order=True)
-        .agg(
-            o=pl.col("o").first(),
-            h=pl.col("h").max(),
-            l=pl.col("l").min(),
-            c=pl.col("c").last(),
-            vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
-            v=pl.col("v").sum(),
-            n=pl.col("n").sum(),
-        )
+        .agg(_bar_exprs(bars.columns))
         .rename({"bucket": "t"})
-        .with_columns(pl.col("vw").round(4))
     )
 
 
-def _day_bar(day: dt.date, bars: pl.DataFrame) -> dict[str, float | int]:
-    regular = bars.filter(pl.Series(market.session_of(day, bars["t"].to_numpy()) == "regular"))
-    midnight = dt.datetime.combine(day, dt.time(), tzinfo=cal.NEW_YORK)
-    return {
-        "v": float(bars["v"].sum()),
-        "vw": round(float((regular["vw"] * regular["v"]).sum() / regular["v"].sum()), 4),
-        "o": float(regular["o"][0]),
-        "c": float(regular["c"][-1]),
-        "h": float(regular["h"].max()),
-        "l": float(regular["l"].min()),
-        "t": int(midnight.timestamp() * 1000),
-        "n": int(bars["n"].sum()),
-    }
+def _day_bar(day: dt.date, bars: pl.DataFrame) -> pl.DataFrame:
+    """Price fields from the regular session; volume and trades from the whole day (as Polygon)."""
+    regular = pl.Series(market.session_of(day, bars["t"].to_numpy()) == "regular")
+    midnight_ms = int(dt.datetime.combine(day, dt.time(), tzinfo=cal.NEW_YORK).timestamp() * 1000)
+    bar = bars.filter(regular).select(_bar_exprs(bars.columns)).with_columns(t=pl.lit(midnight_ms, pl.Int64))
+    if "v" in bars.columns:
+        bar = bar.with_columns(v=pl.lit(float(bars["v"].sum())), n=pl.lit(int(bars["n"].sum())))
+    return bar
 
 
 def _encode_cursor(state: dict[str, object]) -> str:
@@ -133,27 +131,17 @@ def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
     end_ms = _parse_bound(match["to"], end=True)
     days = _days_between(start_ms, end_ms)
     if timespan == "day":
-        rows = [_day_bar(d, bars) for d in days if (bars := market.minute_bars(ticker, d)).height]
-        frame = pl.DataFrame(rows) if rows else pl.DataFrame()
-        if multiplier > 1 and rows:
+        frames = [_day_bar(d, bars) for d in days if (bars := catalog.minute_bars(ticker, d)).height]
+        frame = pl.concat(frames) if frames else pl.DataFrame()
+        if multiplier > 1 and frame.height:
             frame = (
                 frame.with_row_index("i")
-                .with_columns(pl.col("i") // multiplier)
-                .group_by("i", maintain_order=True)
-                .agg(
-                    t=pl.col("t").first(),
-                    o=pl.col("o").first(),
-                    h=pl.col("h").max(),
-                    l=pl.col("l").min(),
-                    c=pl.col("c").last(),
-                    vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
-                    v=pl.col("v").sum(),
-                    n=pl.col("n").sum(),
-                )
+                .group_by(pl.col("i") // multiplier, maintain_order=True)
+                .agg(pl.col("t").first(), *_bar_exprs(frame.columns))
                 .drop("i")
             )
     else:
-        frames = [market.minute_bars(ticker, d) for d in days]
+        frames = [catalog.minute_bars(ticker, d) for d in days]
         frame = pl.concat(frames) if frames else pl.DataFrame()
         if frame.height:
             frame = frame.filter(pl.col("t").is_between(start_ms, end_ms))
@@ -174,10 +162,8 @@ def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
         "count": page.height,
     }
     if page.height:
-        body["results"] = [
-            {"v": r["v"], "vw": r["vw"], "o": r["o"], "c": r["c"], "h": r["h"], "l": r["l"], "t": r["t"], "n": r["n"]}
-            for r in page.select("v", "vw", "o", "c", "h", "l", "t", "n").iter_rows(named=True)
-        ]
+        fields = [name for name in ("v", "vw", "o", "c", "h", "l", "t", "n") if name in page.columns]
+        body["results"] = page.select(fields).to_dicts()
     if offset + limit < total:
         state = {"offset": offset + limit, "limit": limit, "sort": sort, "adjusted": query.get("adjusted", "true")}
         body["next_url"] = f"{request.base_url}{request.path}?cursor={_encode_cursor(state)}"
@@ -190,7 +176,7 @@ def open_close(request: Request, match: re.Match[str]) -> dict[str, object]:
         day = dt.date.fromisoformat(match["date"])
     except ValueError:
         raise ApiError(400, f"Could not parse the date '{match['date']}'") from None
-    bars = market.minute_bars(ticker, day)
+    bars = catalog.minute_bars(ticker, day)
     if not bars.height:
         raise ApiError(404, "Data not found.", status_word="NOT_FOUND")
     sessions = market.session_of(day, bars["t"].to_numpy())

@@ -10,7 +10,7 @@ from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.defs.raw.assets import raw_equity_bars
+from spy_pipeline.defs.raw.assets import raw_spy_bars
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 from spy_pipeline.sandbox.server import SandboxServer
 
@@ -36,14 +36,14 @@ def main() -> None:
             with DagsterInstance.ephemeral() as instance:
                 before = sandbox.request_count()
                 started = time.perf_counter()
-                materialize([raw_equity_bars], resources=_resources(), instance=instance, run_config=QUIET, tags={
+                materialize([raw_spy_bars], resources=_resources(), instance=instance, run_config=QUIET, tags={
                     ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
                 range_s.append(time.perf_counter() - started)
                 range_requests = sandbox.request_count() - before
                 before = sandbox.request_count()
                 started = time.perf_counter()
                 for key in keys:
-                    materialize([raw_equity_bars], resources=_resources(), instance=instance, partition_key=key,
+                    materialize([raw_spy_bars], resources=_resources(), instance=instance, partition_key=key,
                                 run_config=QUIET)
                 per_partition_s.append(time.perf_counter() - started)
                 per_partition_requests = sandbox.request_count() - before

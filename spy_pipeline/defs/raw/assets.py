@@ -36,7 +36,7 @@ class EquityBarsConfig(Config):
     kinds={"polygon", "parquet"},
     metadata={"dagster/column_schema": table_schema(EQUITY_BARS), "path": "raw/{ticker}/{date}.parquet"},
 )
-def raw_equity_bars(
+def raw_spy_bars(
     context: AssetExecutionContext,
     config: EquityBarsConfig,
     polygon: PolygonResource,
