@@ -1,0 +1,1 @@
+"""Options domain logic: OCC tickers and contract selection (no Dagster, no I/O)."""

@@ -1,0 +1,67 @@
+"""OCC option tickers as Polygon writes them: O:SPY250304C00601000.
+
+"O:" + root (1-6 letters) + expiration YYMMDD + C/P + strike in thousandths of a dollar, 8 digits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+_PATTERN = re.compile(r"^O:(?P<root>[A-Z]{1,6})(?P<date>\d{6})(?P<kind>[CP])(?P<strike>\d{8})\Z")
+MAX_STRIKE = Decimal("99999.999")
+
+
+class OccTickerError(ValueError):
+    """A string that is not an OCC option ticker, or a contract that cannot be written as one."""
+
+
+@dataclass(frozen=True, order=True)
+class OptionContract:
+    underlying: str
+    expiration: dt.date
+    contract_type: str  # "call" or "put", Polygon's words
+    strike: Decimal
+
+    @property
+    def ticker(self) -> str:
+        return build_ticker(self.underlying, self.expiration, self.contract_type, self.strike)
+
+
+def build_ticker(underlying: str, expiration: dt.date, contract_type: str, strike: Decimal | float | str) -> str:
+    if not re.fullmatch(r"[A-Z]{1,6}", underlying):
+        raise OccTickerError(f"underlying {underlying!r} must be 1-6 uppercase letters")
+    if contract_type not in ("call", "put"):
+        raise OccTickerError(f"contract type must be 'call' or 'put', got {contract_type!r}")
+    try:
+        value = Decimal(str(strike))
+    except InvalidOperation:
+        raise OccTickerError(f"strike {strike!r} is not a number") from None
+    thousandths = value * 1000
+    if value <= 0 or value > MAX_STRIKE or thousandths != thousandths.to_integral_value():
+        raise OccTickerError(f"strike {strike} must be positive, at most {MAX_STRIKE}, in thousandths")
+    if not dt.date(2000, 1, 1) <= expiration <= dt.date(2099, 12, 31):
+        raise OccTickerError(f"expiration {expiration} is outside 2000-2099")
+    kind = "C" if contract_type == "call" else "P"
+    return f"O:{underlying}{expiration:%y%m%d}{kind}{int(thousandths):08d}"
+
+
+def parse_ticker(ticker: str) -> OptionContract:
+    match = _PATTERN.match(ticker)
+    if match is None:
+        raise OccTickerError(f"{ticker!r} is not an OCC option ticker like O:SPY250304C00601000")
+    try:
+        expiration = dt.datetime.strptime(match["date"], "%y%m%d").date()
+    except ValueError:
+        raise OccTickerError(f"{ticker!r} has an impossible expiration date {match['date']}") from None
+    strike = Decimal(int(match["strike"])) / 1000
+    if strike <= 0:
+        raise OccTickerError(f"{ticker!r} has a zero strike")
+    return OptionContract(
+        underlying=match["root"],
+        expiration=expiration,
+        contract_type="call" if match["kind"] == "C" else "put",
+        strike=strike,
+    )
