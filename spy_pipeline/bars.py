@@ -1,4 +1,4 @@
-"""Turn Polygon aggregate rows into the platform's per-day equity bar frames (pure, no I/O)."""
+"""Turn Polygon aggregate rows into per-day minute bar frames of the platform (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.schemas import EQUITY_BARS
+from spy_pipeline.schemas import MINUTE_BARS
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,11 @@ def _bounds_frame(days: list[dt.date]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["day", "pre_ms", "open_ms", "close_ms", "end_ms"], orient="row")
 
 
-def equity_bars_by_day(ticker: str, raw: pl.DataFrame, days: list[dt.date]) -> list[DayBars]:
+def minute_bars_by_day(ticker: str, raw: pl.DataFrame, days: list[dt.date]) -> list[DayBars]:
     """Split raw minute aggregates (t, o, h, l, c, v, vw, n) into one frame per trading day.
 
     Each frame is sorted by timestamp, has unique timestamps, only bars inside the day's extended
-    session, a session label, and exactly the EQUITY_BARS columns. Days without bars come back empty.
+    session, a session label, and exactly the MINUTE_BARS columns. Days without bars come back empty.
     """
     bounds = _bounds_frame(days)
     labelled = (
@@ -53,7 +53,7 @@ def equity_bars_by_day(ticker: str, raw: pl.DataFrame, days: list[dt.date]) -> l
         of_day = labelled.filter(pl.col("day") == day)
         inside = of_day.filter(pl.col("inside"))
         unique = inside.sort("t", maintain_order=True).unique("t", keep="first", maintain_order=True)
-        frame = EQUITY_BARS.conform(
+        frame = MINUTE_BARS.conform(
             unique.select(
                 ticker=pl.lit(ticker),
                 timestamp=pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC"),

@@ -93,6 +93,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[
         register_secret(secret)
     root = logging.getLogger()
     root.setLevel(level)
+    for chatty in ("alembic", "urllib3.connectionpool"):  # per-migration and per-retry chatter
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     with _lock:
         if _configured:
             return

@@ -65,4 +65,8 @@ def run_backfill(end: dt.date, days: int, data_dir: Path) -> RunSummary:
         rows = sum(int(f["rows"]) for f in files)
         lines.append(f"  {name}: {len(files)} files, {rows:,} rows, {requests} Polygon requests")
         lines += [f"    {data_dir / f['path']}  ({f['rows']:,} rows, {f['bytes'] / 1024:.0f} KiB)" for f in files]
+    evaluations = result.get_asset_check_evaluations()
+    failed = [e for e in evaluations if not e.passed]
+    lines.append(f"  asset checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed"
+                 + "".join(f"\n    FAILED {e.asset_key.to_user_string()}:{e.check_name}" for e in failed))
     return RunSummary(result.run_id, result.success, keys, seconds, lines)

@@ -31,8 +31,8 @@ class DatasetSchema:
         return dict(schema) == self.columns
 
 
-EQUITY_BARS = DatasetSchema(
-    name="equity_bars",
+MINUTE_BARS = DatasetSchema(
+    name="minute_bars",
     columns={
         "ticker": pl.String(),
         "timestamp": UTC_TIMESTAMP,
@@ -46,16 +46,16 @@ EQUITY_BARS = DatasetSchema(
         "transactions": pl.Int64(),
     },
     descriptions={
-        "ticker": "Equity ticker, e.g. SPY",
+        "ticker": "Polygon ticker: SPY, I:VIX, O:SPY250108C00590000",
         "timestamp": "Start of the one-minute bar, UTC",
-        "session": "pre (04:00 ET to the open), regular, or post (the close to four hours after)",
+        "session": "pre (04:00 ET to the open), regular, or post (the close to four hours after), ET",
         "open": "First trade price in the minute, USD",
         "high": "Highest trade price in the minute, USD",
         "low": "Lowest trade price in the minute, USD",
         "close": "Last trade price in the minute, USD",
-        "volume": "Shares traded in the minute",
-        "vwap": "Volume-weighted average price in the minute, USD",
-        "transactions": "Number of trades in the minute",
+        "volume": "Shares (options: contracts) traded in the minute; null for an index",
+        "vwap": "Volume-weighted average price in the minute, USD; null for an index",
+        "transactions": "Number of trades in the minute; null for an index",
     },
     key=("ticker", "timestamp"),
 )

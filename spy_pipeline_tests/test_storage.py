@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from spy_pipeline.schemas import EQUITY_BARS, UTC_TIMESTAMP
+from spy_pipeline.schemas import MINUTE_BARS, UTC_TIMESTAMP
 from spy_pipeline.storage import (
     StorageError,
     dataset_dir,
@@ -22,7 +22,7 @@ DAY = dt.date(2025, 1, 8)
 
 
 def equity_bars(rows: int = 3) -> pl.DataFrame:
-    """A frame with exactly the EQUITY_BARS schema."""
+    """A frame with exactly the MINUTE_BARS schema."""
     start = dt.datetime(2025, 1, 8, 14, 30, tzinfo=dt.UTC)
     return pl.DataFrame(
         {
@@ -37,7 +37,7 @@ def equity_bars(rows: int = 3) -> pl.DataFrame:
             "vwap": [590.2 + i for i in range(rows)],
             "transactions": list(range(10, 10 + rows)),
         },
-        schema=EQUITY_BARS.polars_schema,
+        schema=MINUTE_BARS.polars_schema,
     )
 
 
@@ -188,14 +188,14 @@ def test_partition_file_is_one_iso_dated_parquet_per_day(data_dir: Path) -> None
 def test_read_partition_returns_a_frame_with_the_schema(target: Path) -> None:
     frame = equity_bars()
     write_parquet_atomic(frame, target)
-    read = read_partition(target, EQUITY_BARS)
+    read = read_partition(target, MINUTE_BARS)
     assert read.equals(frame)
-    assert read.schema == EQUITY_BARS.polars_schema
+    assert read.schema == MINUTE_BARS.polars_schema
 
 
 def test_read_partition_of_a_missing_file_says_so(target: Path) -> None:
     with pytest.raises(StorageError, match="does not exist") as info:
-        read_partition(target, EQUITY_BARS)
+        read_partition(target, MINUTE_BARS)
     assert str(target) in str(info.value)
 
 
@@ -203,7 +203,7 @@ def test_read_partition_of_garbage_bytes_is_a_storage_error(target: Path) -> Non
     target.parent.mkdir(parents=True)
     target.write_bytes(b"this is not parquet at all" * 20)
     with pytest.raises(StorageError, match="not a readable Parquet file") as info:
-        read_partition(target, EQUITY_BARS)
+        read_partition(target, MINUTE_BARS)
     assert str(target) in str(info.value)
 
 
@@ -211,20 +211,20 @@ def test_read_partition_of_an_empty_file_is_a_storage_error(target: Path) -> Non
     target.parent.mkdir(parents=True)
     target.write_bytes(b"")
     with pytest.raises(StorageError, match="not a readable Parquet file"):
-        read_partition(target, EQUITY_BARS)
+        read_partition(target, MINUTE_BARS)
 
 
 def test_read_partition_of_a_truncated_file_is_a_storage_error(target: Path) -> None:
     write_parquet_atomic(equity_bars(), target)
     target.write_bytes(target.read_bytes()[:-20])
     with pytest.raises(StorageError, match="not a readable Parquet file"):
-        read_partition(target, EQUITY_BARS)
+        read_partition(target, MINUTE_BARS)
 
 
 def test_read_partition_with_a_missing_column_is_a_storage_error(target: Path) -> None:
     write_parquet_atomic(equity_bars().drop("vwap"), target)
-    with pytest.raises(StorageError, match="does not have the equity_bars schema") as info:
-        read_partition(target, EQUITY_BARS)
+    with pytest.raises(StorageError, match="does not have the minute_bars schema") as info:
+        read_partition(target, MINUTE_BARS)
     assert str(target) in str(info.value)
 
 
@@ -239,28 +239,28 @@ def test_read_partition_with_a_missing_column_is_a_storage_error(target: Path) -
 )
 def test_read_partition_with_a_wrong_dtype_is_a_storage_error(target: Path, retype: pl.Expr) -> None:
     write_parquet_atomic(equity_bars().with_columns(retype), target)
-    with pytest.raises(StorageError, match="does not have the equity_bars schema"):
-        read_partition(target, EQUITY_BARS)
+    with pytest.raises(StorageError, match="does not have the minute_bars schema"):
+        read_partition(target, MINUTE_BARS)
 
 
 def test_read_partition_with_an_extra_column_is_a_storage_error(target: Path) -> None:
     write_parquet_atomic(equity_bars().with_columns(pl.lit(1).alias("extra")), target)
-    with pytest.raises(StorageError, match="does not have the equity_bars schema"):
-        read_partition(target, EQUITY_BARS)
+    with pytest.raises(StorageError, match="does not have the minute_bars schema"):
+        read_partition(target, MINUTE_BARS)
 
 
 # --- DatasetSchema.conform --------------------------------------------------------------------
 
 
 def test_conform_rejects_a_missing_column() -> None:
-    with pytest.raises(ValueError, match=r"equity_bars: missing columns \['vwap'\]"):
-        EQUITY_BARS.conform(equity_bars().drop("vwap"))
+    with pytest.raises(ValueError, match=r"minute_bars: missing columns \['vwap'\]"):
+        MINUTE_BARS.conform(equity_bars().drop("vwap"))
 
 
 def test_conform_orders_columns_as_declared_and_drops_extras() -> None:
-    shuffled = equity_bars().select(list(reversed(EQUITY_BARS.columns))).with_columns(pl.lit(1).alias("x"))
-    conformed = EQUITY_BARS.conform(shuffled)
-    assert conformed.columns == list(EQUITY_BARS.columns)
+    shuffled = equity_bars().select(list(reversed(MINUTE_BARS.columns))).with_columns(pl.lit(1).alias("x"))
+    conformed = MINUTE_BARS.conform(shuffled)
+    assert conformed.columns == list(MINUTE_BARS.columns)
 
 
 def test_conform_casts_to_declared_dtypes() -> None:
@@ -269,24 +269,24 @@ def test_conform_casts_to_declared_dtypes() -> None:
         pl.col("transactions").cast(pl.Int32),
         pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
     )
-    conformed = EQUITY_BARS.conform(loose)
-    assert conformed.schema == EQUITY_BARS.polars_schema
+    conformed = MINUTE_BARS.conform(loose)
+    assert conformed.schema == MINUTE_BARS.polars_schema
     assert conformed["timestamp"].dtype == UTC_TIMESTAMP
     assert conformed["timestamp"].to_list() == equity_bars()["timestamp"].to_list()
 
 
 def test_conform_of_a_conformed_frame_is_unchanged() -> None:
     frame = equity_bars()
-    assert EQUITY_BARS.conform(frame).equals(frame)
+    assert MINUTE_BARS.conform(frame).equals(frame)
 
 
 def test_conform_refuses_a_value_that_cannot_be_cast() -> None:
     bad = equity_bars().with_columns(pl.lit("n/a").alias("open"))
     with pytest.raises(pl.exceptions.InvalidOperationError):
-        EQUITY_BARS.conform(bad)
+        MINUTE_BARS.conform(bad)
 
 
 def test_matches_compares_column_names_and_dtypes() -> None:
-    assert EQUITY_BARS.matches(equity_bars().schema)
-    assert not EQUITY_BARS.matches(equity_bars().drop("ticker").schema)
-    assert not EQUITY_BARS.matches(equity_bars().with_columns(pl.col("open").cast(pl.Float32)).schema)
+    assert MINUTE_BARS.matches(equity_bars().schema)
+    assert not MINUTE_BARS.matches(equity_bars().drop("ticker").schema)
+    assert not MINUTE_BARS.matches(equity_bars().with_columns(pl.col("open").cast(pl.Float32)).schema)

@@ -1,5 +1,6 @@
 """Raw-layer assets. Each one fetches a range of trading days in one run and writes its own files."""
 
+from collections.abc import Sequence
 
 from dagster import (
     AssetExecutionContext,
@@ -16,10 +17,18 @@ from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
-from spy_pipeline.schemas import EQUITY_BARS
+from spy_pipeline.ingest import PartitionWritten
+from spy_pipeline.schemas import MINUTE_BARS
 from spy_pipeline.settings import TICKER_PATTERN
 
 POLYGON_POOL = "polygon_api"
+RAW_ASSET_ARGS = {
+    "partitions_def": trading_day_partitions,
+    "backfill_policy": BackfillPolicy.single_run(),
+    "group_name": "raw",
+    "pool": POLYGON_POOL,
+    "kinds": {"polygon", "parquet"},
+}
 
 
 class EquityBarsConfig(Config):
@@ -28,34 +37,13 @@ class EquityBarsConfig(Config):
     )
 
 
-@asset(
-    partitions_def=trading_day_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="raw",
-    pool=POLYGON_POOL,
-    kinds={"polygon", "parquet"},
-    metadata={"dagster/column_schema": table_schema(EQUITY_BARS), "path": "raw/{ticker}/{date}.parquet"},
-)
-def raw_spy_bars(
-    context: AssetExecutionContext,
-    config: EquityBarsConfig,
-    polygon: PolygonResource,
-    store: ParquetStoreResource,
-) -> MaterializeResult:
-    """One-minute bars of SPY (and any other configured equity), 04:00-20:00 ET, UTC timestamps.
+def _days(context: AssetExecutionContext) -> list:
+    return [cal.require_trading_day(key) for key in context.partition_keys]
 
-    A range of partitions is fetched with one paginated request per ticker and 40 days, then
-    written as one file per ticker and day: raw/spy/2025-01-08.parquet.
-    """
-    tickers = config.tickers or list(settings_with_logging().equity_tickers)
-    bad = [t for t in tickers if not TICKER_PATTERN.fullmatch(t)]
-    if bad:
-        raise ValueError(f"not uppercase tickers such as SPY: {bad}")
-    days = [cal.require_trading_day(key) for key in context.partition_keys]
-    before = polygon.client.stats.snapshot()
-    written = ingest.ingest_equity_bars(polygon.client, store.root, tickers, days)
+
+def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWritten], days: list) -> dict:
+    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span."""
     rows = sum(w.rows for w in written)
-    context.log.info(f"wrote {len(written)} files, {rows} bars, for {len(days)} trading day(s)")
     metadata = {
         "partitions": len(days),
         "first_partition": str(days[0]),
@@ -69,12 +57,60 @@ def raw_spy_bars(
         "written_files": MetadataValue.json(
             [{"path": store.relative(w.path), "rows": w.rows, "bytes": w.bytes} for w in written]
         ),
-        "first_bar": MetadataValue.timestamp(min(w.first_bar for w in written if w.first_bar)),
-        "last_bar": MetadataValue.timestamp(max(w.last_bar for w in written if w.last_bar)),
-        "dagster/column_schema": table_schema(EQUITY_BARS),
-        **request_metadata(before, polygon.client.stats.snapshot()),
     }
+    bars = [w for w in written if w.first_bar is not None]
+    if bars:
+        metadata["first_bar"] = MetadataValue.timestamp(min(w.first_bar for w in bars))
+        metadata["last_bar"] = MetadataValue.timestamp(max(w.last_bar for w in bars))
     if len(days) == 1:
         metadata["dagster/row_count"] = rows
         metadata["path"] = MetadataValue.path(str(written[0].path))
-    return MaterializeResult(metadata=metadata)
+    return metadata
+
+
+def _minute_bars_result(
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str]
+) -> MaterializeResult:
+    days = _days(context)
+    before = polygon.client.stats.snapshot()
+    written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, store.root, ticker, days)]
+    after = polygon.client.stats.snapshot()
+    context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
+    return MaterializeResult(metadata={
+        **written_metadata(store, written, days),
+        "dagster/column_schema": table_schema(MINUTE_BARS),
+        **request_metadata(before, after),
+        "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
+    })
+
+
+def _bars_metadata(path: str) -> dict:
+    return {"dagster/column_schema": table_schema(MINUTE_BARS), "path": path}
+
+
+@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"))
+def raw_spy_bars(
+    context: AssetExecutionContext,
+    config: EquityBarsConfig,
+    polygon: PolygonResource,
+    store: ParquetStoreResource,
+) -> MaterializeResult:
+    """One-minute bars of SPY (and any other configured equity), 04:00-20:00 ET, UTC timestamps.
+
+    A range of partitions is fetched with one paginated request per ticker and 40 days, then
+    written as one file per ticker and day: raw/spy/2025-01-08.parquet (raw/qqq/... for others).
+    """
+    tickers = config.tickers or list(settings_with_logging().equity_tickers)
+    bad = [t for t in tickers if not TICKER_PATTERN.match(t)]
+    if bad:
+        raise ValueError(f"not uppercase tickers such as SPY: {bad}")
+    return _minute_bars_result(context, polygon, store, tickers)
+
+
+@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"))
+def raw_vix_bars(
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
+) -> MaterializeResult:
+    """I:VIX index minute values, 09:30 to 16:15 ET: open/high/low/close only (volume, vwap and
+    transactions are null: an index does not trade). One request per 40 days."""
+    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER])

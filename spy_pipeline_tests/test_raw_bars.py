@@ -10,11 +10,11 @@ from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.defs.raw.assets import raw_spy_bars
+from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 from spy_pipeline.sandbox import market
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline.schemas import EQUITY_BARS
+from spy_pipeline.schemas import MINUTE_BARS
 
 RESOURCES = {"polygon": PolygonResource(), "store": ParquetStoreResource()}
 
@@ -58,7 +58,7 @@ def test_two_partitions_land_as_sorted_unique_utc_files(data_dir: Path, instance
     for day in ("2025-01-07", "2025-01-08"):
         assert _materialize(instance, day).success
         frame = pl.read_parquet(_file(data_dir, day))
-        assert dict(frame.schema) == EQUITY_BARS.columns
+        assert dict(frame.schema) == MINUTE_BARS.columns
         assert frame["timestamp"].is_sorted() and frame["timestamp"].n_unique() == frame.height
         assert frame["timestamp"].dtype == pl.Datetime("us", "UTC")
         bounds = cal.session_bounds(day)
@@ -92,7 +92,7 @@ def test_materialization_metadata_reports_rows_bars_requests_and_schema(
     assert meta["dagster/row_count"].value == rows == meta["rows"].value
     assert meta["polygon_requests"].value == sandbox_env.request_count("/v2/aggs") == 1
     assert meta["polygon_bytes_received"].value > 10_000
-    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == list(EQUITY_BARS.columns)
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == list(MINUTE_BARS.columns)
     bounds = cal.session_bounds("2025-01-08")
     assert bounds.pre_market_open.timestamp() <= meta["first_bar"].value < meta["last_bar"].value
     assert meta["last_bar"].value < bounds.after_hours_close.timestamp()
@@ -147,3 +147,35 @@ def test_path_like_ticker_in_config_is_refused(data_dir: Path, instance: Dagster
 def test_a_non_trading_day_is_not_a_partition(instance: DagsterInstance) -> None:
     with pytest.raises(Exception, match="2025-01-09"):
         _materialize(instance, "2025-01-09")
+
+
+def test_vix_bars_are_index_values_with_null_volume(data_dir: Path, instance: DagsterInstance) -> None:
+    assert materialize([raw_vix_bars], resources=RESOURCES, instance=instance, partition_key="2025-01-08").success
+    frame = pl.read_parquet(data_dir / "raw" / "vix" / "2025-01-08.parquet")
+    assert dict(frame.schema) == MINUTE_BARS.columns
+    assert set(frame["ticker"]) == {"I:VIX"}
+    assert frame["volume"].null_count() == frame["vwap"].null_count() == frame["transactions"].null_count() == 405
+    bounds = cal.session_bounds("2025-01-08")
+    assert frame["timestamp"].min() == bounds.open
+    assert frame["timestamp"].max() == bounds.close + dt.timedelta(minutes=14)
+    assert frame["close"].to_list() == market.minute_bars("I:VIX", dt.date(2025, 1, 8))["c"].to_list()
+
+
+def test_a_month_backfill_costs_one_aggregate_query_per_ticker(
+    data_dir: Path, instance: DagsterInstance, sandbox_env: SandboxServer
+) -> None:
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-01-02", ASSET_PARTITION_RANGE_END_TAG: "2025-01-31"}
+    result = materialize([raw_spy_bars, raw_vix_bars], resources=RESOURCES, instance=instance, tags=tags)
+    assert result.success
+    days = cal.trading_days("2025-01-02", "2025-01-31")
+    assert len(days) == 20  # 2025-01-09 and 2025-01-20 closed
+    assert sandbox_env.request_count("/v2/aggs/ticker/SPY/") == 1
+    assert sandbox_env.request_count("/v2/aggs/ticker/I:VIX/") == 1
+    for folder in ("spy", "vix"):
+        assert sorted(p.stem for p in (data_dir / "raw" / folder).glob("*.parquet")) == [d.isoformat() for d in days]
+    per_partition = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata[
+            "polygon_requests_per_partition"].value
+        for e in result.get_asset_materialization_events()
+    }
+    assert per_partition == {"raw_spy_bars": 0.05, "raw_vix_bars": 0.05}

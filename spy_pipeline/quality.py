@@ -1,0 +1,47 @@
+"""Data-quality rules for the datasets, as plain functions returning figures (no Dagster).
+
+Asset checks show these figures, so a user sees why a check failed, not just that it did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from spy_pipeline import trading_calendar as cal
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def minute_bar_violations(frame: pl.DataFrame, day: dt.date) -> dict[str, int]:
+    """Rows breaking each rule (0 everywhere means valid). Null vwap (an index) is not a violation."""
+    bounds = cal.session_bounds(day)
+    low, high = pl.col("low"), pl.col("high")
+    counts = frame.select(
+        high_below_low=(high < low).sum(),
+        open_outside_range=((pl.col("open") < low) | (pl.col("open") > high)).sum(),
+        close_outside_range=((pl.col("close") < low) | (pl.col("close") > high)).sum(),
+        vwap_outside_range=((pl.col("vwap") < low - 1e-9) | (pl.col("vwap") > high + 1e-9)).fill_null(False).sum(),
+        non_positive_price=pl.any_horizontal([pl.col(c) <= 0 for c in PRICE_COLUMNS]).sum(),
+        null_price=pl.any_horizontal([pl.col(c).is_null() for c in PRICE_COLUMNS]).sum(),
+        outside_extended_session=(
+            (pl.col("timestamp") < bounds.pre_market_open) | (pl.col("timestamp") >= bounds.after_hours_close)
+        ).sum(),
+    ).row(0, named=True)
+    counts = {name: int(value or 0) for name, value in counts.items()}
+    counts["duplicate_keys"] = frame.height - frame.select("ticker", "timestamp").unique().height
+    counts["out_of_order"] = int(not frame.select(pl.struct("ticker", "timestamp")).to_series().is_sorted())
+    return counts
+
+
+def regular_session_coverage(frame: pl.DataFrame, day: dt.date) -> dict[str, float | int]:
+    """Minutes of the regular session with a bar, per the session's length (210 on an early close)."""
+    bounds = cal.session_bounds(day)
+    in_session = frame.filter(pl.col("timestamp").is_between(bounds.open, bounds.close, closed="left"))
+    minutes = in_session.select(pl.col("timestamp").dt.truncate("1m").n_unique()).item()
+    return {
+        "session_minutes": bounds.regular_minutes,
+        "minutes_with_bars": int(minutes),
+        "coverage": round(minutes / bounds.regular_minutes, 4),
+    }
