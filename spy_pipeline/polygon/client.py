@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from typing import Any
 
 import polars as pl
 import urllib3
@@ -12,6 +14,13 @@ from spy_pipeline.polygon.rate_limit import TokenBucket
 from spy_pipeline.polygon.transport import RequestStats, RetryingTransport, RetryPolicy
 
 AGGS_PAGE_LIMIT = 50_000
+CONTRACTS_PAGE_LIMIT = 1_000
+NEWS_PAGE_LIMIT = 1_000
+REFERENCE_PAGE_LIMIT = 1_000
+RAW_CONTRACT_SCHEMA = {
+    "ticker": pl.String, "underlying_ticker": pl.String, "contract_type": pl.String, "strike_price": pl.Float64,
+    "expiration_date": pl.String, "exercise_style": pl.String, "shares_per_contract": pl.Float64,
+}
 RAW_BAR_SCHEMA = {
     "t": pl.Int64, "o": pl.Float64, "h": pl.Float64, "l": pl.Float64, "c": pl.Float64,
     "v": pl.Float64, "vw": pl.Float64, "n": pl.Int64,
@@ -62,5 +71,56 @@ class PolygonClient:
         ]
         return pl.DataFrame(rows, schema=RAW_BAR_SCHEMA, orient="row").sort("t")
 
+    def options_contracts(
+        self,
+        underlying: str,
+        as_of: dt.date,
+        *,
+        expiration_gte: dt.date | None = None,
+        expiration_lte: dt.date | None = None,
+        strike_gte: float | None = None,
+        strike_lte: float | None = None,
+        contract_type: str | None = None,
+    ) -> pl.DataFrame:
+        """The chain as it stood on `as_of` (Polygon's as_of: no `expired` flag needed), all pages."""
+        rows = [
+            (c.ticker, c.underlying_ticker, c.contract_type, c.strike_price, c.expiration_date,
+             c.exercise_style, c.shares_per_contract)
+            for c in self._rest.list_options_contracts(
+                underlying_ticker=underlying, as_of=as_of.isoformat(), contract_type=contract_type,
+                expiration_date_gte=_iso(expiration_gte), expiration_date_lte=_iso(expiration_lte),
+                strike_price_gte=strike_gte, strike_price_lte=strike_lte,
+                limit=CONTRACTS_PAGE_LIMIT, sort="ticker", order="asc",
+            )
+        ]
+        return pl.DataFrame(rows, schema=RAW_CONTRACT_SCHEMA, orient="row").unique("ticker").sort("ticker")
+
+    def news(self, ticker: str, published_gte: dt.datetime, published_lt: dt.datetime) -> list[dict[str, Any]]:
+        """Articles mentioning `ticker` published in [published_gte, published_lt), as Polygon's dicts."""
+        articles = self._rest.list_ticker_news(
+            ticker=ticker, published_utc_gte=_rfc3339(published_gte), published_utc_lt=_rfc3339(published_lt),
+            limit=NEWS_PAGE_LIMIT, sort="published_utc", order="asc",
+        )
+        return [_as_dict(article) for article in articles]
+
+    def dividends(self, ticker: str) -> list[dict[str, Any]]:
+        return [_as_dict(d) for d in self._rest.list_dividends(ticker=ticker, limit=REFERENCE_PAGE_LIMIT)]
+
+    def splits(self, ticker: str) -> list[dict[str, Any]]:
+        return [_as_dict(s) for s in self._rest.list_splits(ticker=ticker, limit=REFERENCE_PAGE_LIMIT)]
+
     def close(self) -> None:
         self.transport.clear()
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_dict(model: object) -> dict[str, Any]:
+    """The client's model objects are dataclasses: back to plain (nested) dicts."""
+    return dataclasses.asdict(model)  # type: ignore[call-overload]
