@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-_PATTERN = re.compile(r"^O:(?P<root>[A-Z]{1,6})(?P<date>\d{6})(?P<kind>[CP])(?P<strike>\d{8})\Z")
+# [0-9], not \d: \d also matches non-ASCII digits (Arabic-Indic, fullwidth...), which int() would accept.
+_PATTERN = re.compile(r"^O:(?P<root>[A-Z]{1,6})(?P<date>[0-9]{6})(?P<kind>[CP])(?P<strike>[0-9]{8})\Z")
 MAX_STRIKE = Decimal("99999.999")
 
 
@@ -39,21 +40,31 @@ def build_ticker(underlying: str, expiration: dt.date, contract_type: str, strik
         value = Decimal(str(strike))
     except InvalidOperation:
         raise OccTickerError(f"strike {strike!r} is not a number") from None
-    thousandths = value * 1000
-    if value <= 0 or value > MAX_STRIKE or thousandths != thousandths.to_integral_value():
+    if not value.is_finite() or not 0 < value <= MAX_STRIKE or not _in_thousandths(value):
         raise OccTickerError(f"strike {strike} must be positive, at most {MAX_STRIKE}, in thousandths")
     if not dt.date(2000, 1, 1) <= expiration <= dt.date(2099, 12, 31):
         raise OccTickerError(f"expiration {expiration} is outside 2000-2099")
     kind = "C" if contract_type == "call" else "P"
-    return f"O:{underlying}{expiration:%y%m%d}{kind}{int(thousandths):08d}"
+    return f"O:{underlying}{expiration:%y%m%d}{kind}{int(value.scaleb(3)):08d}"
+
+
+def _in_thousandths(value: Decimal) -> bool:
+    """Exactly a whole number of thousandths: read off the digits, since Decimal arithmetic rounds to 28 digits
+    (Decimal("1.0000000000000000000000000001") * 1000 == 1000)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):  # NaN or infinity
+        return False
+    return exponent >= -3 or not any(digits[exponent + 3 :])
 
 
 def parse_ticker(ticker: str) -> OptionContract:
     match = _PATTERN.match(ticker)
     if match is None:
         raise OccTickerError(f"{ticker!r} is not an OCC option ticker like O:SPY250304C00601000")
+    yy, mm, dd = (int(match["date"][i : i + 2]) for i in (0, 2, 4))
     try:
-        expiration = dt.datetime.strptime(match["date"], "%y%m%d").date()
+        # 20YY, as build_ticker writes it; strptime's %y would read 69-99 as 1969-1999.
+        expiration = dt.date(2000 + yy, mm, dd)
     except ValueError:
         raise OccTickerError(f"{ticker!r} has an impossible expiration date {match['date']}") from None
     strike = Decimal(int(match["strike"])) / 1000
