@@ -6,6 +6,7 @@ The variable names are a public interface (see the README's "Configuration" tabl
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 POLYGON_URL = "https://api.polygon.io"
 FREE_TIER_REQUESTS_PER_MINUTE = 5
 TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
+RATE_LIMIT_STATE_FILE = "polygon_rate_limit.json"
+DEFAULT_DAGSTER_HOME_DIR = ".dagster_home"  # as runner.DEFAULT_DAGSTER_HOME and the Makefile
 
 
 class ConfigError(ValueError):
@@ -35,6 +38,16 @@ class Settings(BaseSettings):
     )
     requests_per_minute: int | None = Field(
         default=None, gt=0, validation_alias="SPY_PIPELINE_REQUESTS_PER_MINUTE"
+    )
+    rate_limit_state: Path | None = Field(
+        default=None, validation_alias="SPY_PIPELINE_RATE_LIMIT_STATE",
+        description=(
+            "The file holding the request-rate token bucket that every process of this installation shares "
+            "(Dagster runs, multiprocess steps, the CLI), so that together they stay within the rate. Default "
+            f"(see `resolved_rate_limit_state`): {RATE_LIMIT_STATE_FILE} in $DAGSTER_HOME when set, which every "
+            "process of one Dagster instance has; else in .dagster_home/ beside the data dir, i.e. the repo's "
+            ".dagster_home/ with the default data dir, where `make run` and `make dev` keep the instance."
+        ),
     )
     http_connect_timeout_s: float = Field(
         default=10.0, gt=0, validation_alias="SPY_PIPELINE_HTTP_CONNECT_TIMEOUT"
@@ -72,6 +85,18 @@ class Settings(BaseSettings):
             raise ValueError("must be http(s)://host[:port] with no path")
         return value.rstrip("/")
 
+    @field_validator("rate_limit_state", mode="before")
+    @classmethod
+    def _check_rate_limit_state(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if value.endswith(("/", os.sep)):
+                raise ValueError("must be a file path, not a directory")
+        if isinstance(value, str | Path) and Path(value).expanduser().is_dir():
+            raise ValueError("must be a file path, not a directory")
+        return value
+
     @field_validator("polygon_api_key")
     @classmethod
     def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -101,6 +126,16 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_rate_limit_state(self) -> Path:
+        """SPY_PIPELINE_RATE_LIMIT_STATE, else the default in the field's description (absolute)."""
+        if self.rate_limit_state is not None:
+            return self.rate_limit_state.expanduser().resolve()
+        dagster_home = os.environ.get("DAGSTER_HOME", "").strip()  # read now: Dagster processes all have it
+        if dagster_home:
+            return (Path(dagster_home).expanduser() / RATE_LIMIT_STATE_FILE).resolve()
+        return self.resolved_data_dir.parent / DEFAULT_DAGSTER_HOME_DIR / RATE_LIMIT_STATE_FILE
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from spy_pipeline.logs import get_logger, register_secret
 from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.rate_limit import SharedTokenBucket
 from spy_pipeline.polygon.transport import RetryPolicy
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline.settings import POLYGON_URL, Settings
@@ -31,10 +32,12 @@ def open_polygon(settings: Settings, requests_per_minute: int | None = None) -> 
         api_key = settings.polygon_api_key.get_secret_value()
         base_url = settings.polygon_base_url or POLYGON_URL
     register_secret(api_key)
+    # One limit for every process of the installation; with no rate (None) the file is never touched.
+    bucket = SharedTokenBucket(rpm, settings.resolved_rate_limit_state)
     client = PolygonClient(
         api_key=api_key, base_url=base_url, requests_per_minute=rpm,
         connect_timeout_s=settings.http_connect_timeout_s, read_timeout_s=settings.http_read_timeout_s,
-        retry_policy=policy,
+        retry_policy=policy, bucket=bucket,
     )
     try:
         yield client
