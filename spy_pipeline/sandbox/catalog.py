@@ -6,9 +6,11 @@ import datetime as dt
 
 import polars as pl
 
-from spy_pipeline.sandbox import market
+from spy_pipeline.sandbox import market, options
 
 
 def minute_bars(ticker: str, day: dt.date) -> pl.DataFrame:
     """Polygon-shaped minute bars (t, o, h, l, c[, v, vw, n]) of any ticker the sandbox knows."""
+    if ticker.startswith("O:"):
+        return options.option_minute_bars(ticker, day)
     return market.minute_bars(ticker, day)

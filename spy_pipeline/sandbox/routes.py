@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.sandbox import catalog, market
+from spy_pipeline.sandbox import catalog, market, reference
 
 MAX_AGGS_LIMIT = 50_000
 DEFAULT_AGGS_LIMIT = 5_000
@@ -235,4 +235,8 @@ ROUTES: list[tuple[re.Pattern[str], Handler]] = [
     ),
     (re.compile(r"^/v1/open-close/(?P<ticker>[^/]+)/(?P<date>[^/]+)$"), open_close),
     (re.compile(r"^/v1/marketstatus/upcoming$"), upcoming_market_status),
+    (re.compile(r"^/v3/reference/options/contracts$"), reference.options_contracts),
+    (re.compile(r"^/v2/reference/news$"), reference.ticker_news),
+    (re.compile(r"^/v3/reference/dividends$"), reference.dividends),
+    (re.compile(r"^/v3/reference/splits$"), reference.splits),
 ]
