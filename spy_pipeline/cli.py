@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_backfill(end, days, settings.resolved_data_dir)
     status = "succeeded" if summary.success else "FAILED"
     print(
-        f"Dagster run {summary.run_id} {status} in {summary.seconds:.1f} s for "
+        f"Dagster runs {', '.join(summary.run_ids)} {status} in {summary.seconds:.1f} s for "
         f"{len(summary.partitions)} partitions ({summary.partitions[0]} to {summary.partitions[-1]}):"
     )
     print("\n".join(summary.lines))

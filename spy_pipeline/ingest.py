@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from spy_pipeline import storage
-from spy_pipeline.bars import minute_bars_by_day
+from spy_pipeline.bars import DayBars, minute_bars_by_day
+from spy_pipeline.options.selection import SelectionConfig
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import EmptyDataError
+from spy_pipeline.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 
 # One aggregates page holds 50,000 bars: about 50 days of extended-hours minutes.
 DAYS_PER_REQUEST = 40
@@ -71,4 +76,100 @@ def ingest_minute_bars(
                 first_bar=timestamps.min(), last_bar=timestamps.max(),
                 duplicates_dropped=day_bars.duplicates_dropped,
             ))
+    return written
+
+
+def session_open_price(data_dir: Path, day: dt.date, ticker: str = "SPY") -> float:
+    """The day's opening price: the first regular-session bar of raw/{ticker}/{day}.parquet."""
+    path = storage.partition_file(data_dir, day, "raw", bars_dataset(ticker))
+    frame = storage.read_partition(path, MINUTE_BARS)
+    regular = frame.filter(pl.col("session") == "regular").sort("timestamp")
+    if regular.height == 0:
+        raise EmptyDataError(f"{path} has no regular-session bar: cannot know the {day} open")
+    return float(regular["open"][0])
+
+
+def discover_contracts(
+    client: PolygonClient, data_dir: Path, selection: SelectionConfig, days: Sequence[dt.date]
+) -> list[PartitionWritten]:
+    """Each day's contracts into raw/options/contracts/{day}.parquet (band mode asks Polygon's listing)."""
+    written = []
+    for day in days:
+        open_price = session_open_price(data_dir, day, selection.underlying)
+        listing = None
+        if selection.mode == "band":
+            bounds = selection.query_bounds(open_price, day)
+            listing = client.options_contracts(
+                selection.underlying, day,
+                strike_gte=bounds.strike_price_gte, strike_lte=bounds.strike_price_lte,
+                expiration_gte=bounds.expiration_date_gte, expiration_lte=bounds.expiration_date_lte,
+            )
+            if listing.height == 0:
+                raise EmptyDataError(
+                    f"Polygon listed no {selection.underlying} contracts as of {day} near {open_price:.2f}: "
+                    "refusing to write an empty contract list"
+                )
+        frame = contracts_dataset(selection.select(open_price, day, listing))
+        path = storage.partition_file(data_dir, day, "raw", "options", "contracts")
+        written.append(PartitionWritten(
+            dataset="raw/options/contracts", day=day, path=path, rows=frame.height,
+            bytes=storage.write_parquet_atomic(frame, path), first_bar=None, last_bar=None,
+        ))
+    return written
+
+
+def contracts_dataset(selected: pl.DataFrame) -> pl.DataFrame:
+    """A selection (Polygon's listing columns, or targeted contracts) as the OPTIONS_CONTRACTS dataset."""
+    expiration = pl.col("expiration_date")
+    frame = selected.with_columns(
+        expiration=expiration.str.to_date() if selected.schema["expiration_date"] == pl.String else expiration,
+        strike=pl.col("strike_price"),
+        underlying=pl.col("underlying_ticker"),
+        exercise_style=pl.col("exercise_style") if "exercise_style" in selected.columns else pl.lit("american"),
+        shares_per_contract=(
+            pl.col("shares_per_contract").cast(pl.Int64) if "shares_per_contract" in selected.columns else pl.lit(100)
+        ),
+    )
+    return OPTIONS_CONTRACTS.conform(frame).sort("expiration", "contract_type", "strike")
+
+
+def ingest_options_bars(
+    client: PolygonClient, data_dir: Path, days: Sequence[dt.date], max_workers: int = 8
+) -> list[PartitionWritten]:
+    """Minute bars of every discovered contract into raw/options/{day}.parquet (a `ticker` column).
+
+    A contract selected on several days of the range is fetched once for all of them, and
+    contracts are fetched concurrently (the rate limit is shared). A contract without trades has
+    no bars, which is normal; a day where no contract has a single bar is a failed fetch.
+    """
+    contract_days: dict[str, list[dt.date]] = {}
+    for day in days:
+        path = storage.partition_file(data_dir, day, "raw", "options", "contracts")
+        for ticker in storage.read_partition(path, OPTIONS_CONTRACTS)["ticker"]:
+            contract_days.setdefault(ticker, []).append(day)
+
+    def fetch(ticker: str) -> list[DayBars]:
+        ticker_days = contract_days[ticker]
+        return minute_bars_by_day(ticker, client.minute_bars(ticker, ticker_days[0], ticker_days[-1]), ticker_days)
+
+    per_day: dict[dt.date, list[pl.DataFrame]] = {day: [] for day in days}
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="options-bars") as pool:
+        for results in pool.map(fetch, sorted(contract_days)):
+            for day_bars in results:
+                per_day[day_bars.day].append(day_bars.frame)
+    written = []
+    for day in days:
+        frames = [f for f in per_day[day] if f.height]
+        if not frames:
+            raise EmptyDataError(
+                f"Polygon returned no minute bars for any of the {len(per_day[day])} contracts of {day}: "
+                "refusing to write an empty partition"
+            )
+        frame = pl.concat(frames).sort("ticker", "timestamp")
+        path = storage.partition_file(data_dir, day, "raw", "options")
+        written.append(PartitionWritten(
+            dataset="raw/options", day=day, path=path, rows=frame.height,
+            bytes=storage.write_parquet_atomic(frame, path),
+            first_bar=frame["timestamp"].min(), last_bar=frame["timestamp"].max(),
+        ))
     return written

@@ -45,3 +45,51 @@ def regular_session_coverage(frame: pl.DataFrame, day: dt.date) -> dict[str, flo
         "minutes_with_bars": int(minutes),
         "coverage": round(minutes / bounds.regular_minutes, 4),
     }
+
+
+def contract_violations(frame: pl.DataFrame) -> dict[str, int]:
+    """Rows whose ticker does not parse, or disagrees with the row's type, strike or expiration."""
+    from spy_pipeline.options.occ import OccTickerError, parse_ticker
+
+    unparsable = mismatched = 0
+    for row in frame.iter_rows(named=True):
+        try:
+            contract = parse_ticker(row["ticker"])
+        except OccTickerError:
+            unparsable += 1
+            continue
+        if (contract.contract_type, float(contract.strike), contract.expiration, contract.underlying) != (
+            row["contract_type"], row["strike"], row["expiration"], row["underlying"]
+        ):
+            mismatched += 1
+    return {
+        "unparsable_ticker": unparsable,
+        "ticker_disagrees_with_columns": mismatched,
+        "duplicate_keys": frame.height - frame["ticker"].n_unique(),
+        "non_positive_strike": int((frame["strike"] <= 0).sum()),
+    }
+
+
+def news_violations(frame: pl.DataFrame, window: tuple[dt.datetime, dt.datetime]) -> dict[str, int]:
+    start, end = window
+    return {
+        "duplicate_keys": frame.height - frame["article_id"].n_unique(),
+        "published_outside_window": int((~frame["published_utc"].is_between(start, end, closed="left")).sum()),
+        "sentiment_out_of_range": int((~frame["sentiment"].is_in([-1, 0, 1]) & frame["sentiment"].is_not_null()).sum()),
+    }
+
+
+def per_ticker_coverage(frame: pl.DataFrame, day: dt.date) -> dict[str, float | int]:
+    """For sparse data (options): each ticker's share of regular-session minutes with a bar."""
+    bounds = cal.session_bounds(day)
+    shares = (
+        frame.filter(pl.col("timestamp").is_between(bounds.open, bounds.close, closed="left"))
+        .group_by("ticker")
+        .agg(share=pl.col("timestamp").n_unique() / bounds.regular_minutes)["share"]
+    )
+    return {
+        "session_minutes": bounds.regular_minutes,
+        "tickers": shares.len(),
+        "median_coverage": round(float(shares.median() or 0.0), 4),
+        "lowest_coverage": round(float(shares.min() or 0.0), 4),
+    }

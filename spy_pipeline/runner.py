@@ -1,4 +1,4 @@
-"""`make run`: one Dagster run over a range of trading days, then a short summary of what landed."""
+"""`make run`: reference data, then one Dagster run over a range of trading days; then a summary."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    run_id: str
+    run_ids: list[str]
     success: bool
     partitions: list[str]
     seconds: float
@@ -39,18 +40,25 @@ def ensure_dagster_home(repo_root: Path) -> Path:
 
 
 def run_backfill(end: dt.date, days: int, data_dir: Path) -> RunSummary:
-    from spy_pipeline.definitions import daily_backfill_job, defs
+    from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job
 
     keys = [day.isoformat() for day in cal.last_trading_days(end, days)]
     started = time.monotonic()
+    results = []
     with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(daily_backfill_job.name).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
-        )
+        results.append(defs.resolve_job_def(reference_data_job.name).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE))
+        if results[-1].success:
+            results.append(defs.resolve_job_def(daily_backfill_job.name).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
+                tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+            ))
     seconds = time.monotonic() - started
+    lines = [line for result in results for line in _describe(result, data_dir)]
+    return RunSummary([r.run_id for r in results], all(r.success for r in results), keys, seconds, lines)
+
+
+def _describe(result: ExecuteInProcessResult, data_dir: Path) -> list[str]:
     lines = []
     seen_assets: set[str] = set()
     for event in result.get_asset_materialization_events():
@@ -60,13 +68,23 @@ def run_backfill(end: dt.date, days: int, data_dir: Path) -> RunSummary:
             continue  # a range run repeats the same metadata for every partition
         seen_assets.add(name)
         meta = materialization.metadata
-        files = meta["written_files"].value if "written_files" in meta else []
         requests = meta["polygon_requests"].value if "polygon_requests" in meta else 0
+        if "written_files" not in meta:
+            figures = ", ".join(f"{k} {meta[k].value}" for k in ("dividends", "splits", "rows") if k in meta)
+            lines.append(f"  {name}: {figures}, {requests} Polygon requests")
+            continue
+        files = meta["written_files"].value
         rows = sum(int(f["rows"]) for f in files)
         lines.append(f"  {name}: {len(files)} files, {rows:,} rows, {requests} Polygon requests")
         lines += [f"    {data_dir / f['path']}  ({f['rows']:,} rows, {f['bytes'] / 1024:.0f} KiB)" for f in files]
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
-    lines.append(f"  asset checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed"
-                 + "".join(f"\n    FAILED {e.asset_key.to_user_string()}:{e.check_name}" for e in failed))
-    return RunSummary(result.run_id, result.success, keys, seconds, lines)
+    if evaluations:
+        lines.append(f"  asset checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed"
+                     + "".join(f"\n    FAILED {e.asset_key.to_user_string()}:{e.check_name}" for e in failed))
+    for failure in result.get_step_failure_events():
+        error = failure.step_failure_data.error
+        cause = error.cause or error if error else None
+        message = cause.message.strip().splitlines()[0] if cause and cause.message.strip() else "unknown error"
+        lines.append(f"  FAILED step {failure.step_key}: {message}")
+    return lines

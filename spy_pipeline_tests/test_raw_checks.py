@@ -8,11 +8,11 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
-from spy_pipeline.defs.raw.checks import RAW_BAR_CHECKS
+from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 
 RESOURCES = {"polygon": PolygonResource(), "store": ParquetStoreResource()}
-ASSETS = [raw_spy_bars, raw_vix_bars, *RAW_BAR_CHECKS]
+ASSETS = [raw_spy_bars, raw_vix_bars, *RAW_CHECKS]
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_all_checks_pass_on_an_ordinary_and_an_early_close_week(instance: Dagste
     assert result.success
     evaluations = _evaluations(result)
     assert {name for name, e in evaluations.items() if not e.passed} == set()
-    assert "spy_regular_session_coverage" in evaluations and "vix_bars_are_valid" in evaluations
+    assert "spy_regular_session_coverage" in evaluations and "vix_rows_are_valid" in evaluations
     coverage = evaluations["spy_regular_session_coverage"].metadata["coverage"].value
     assert "| raw/spy/2024-11-29.parquet | 210 |" in coverage  # the day after Thanksgiving closes at 13:00
     assert "| raw/vix/2024-11-29.parquet | 210 | 210 | 1.0 |" in (
@@ -56,7 +56,7 @@ def test_duplicate_rows_fail_the_validity_check(instance: DagsterInstance, data_
         pl.concat([frame, frame.head(3)]).sort("timestamp").write_parquet(path)
 
     evaluations = _materialize_then_plant(instance, data_dir, plant)
-    validity = evaluations["spy_bars_are_valid"]
+    validity = evaluations["spy_rows_are_valid"]
     assert not validity.passed
     assert "duplicate_keys: 3" in validity.metadata["violations"].value
     assert evaluations["spy_schema_matches_contract"].passed
@@ -69,7 +69,7 @@ def test_a_high_below_the_low_fails_the_validity_check(instance: DagsterInstance
             high=pl.when(pl.int_range(pl.len()) == 10).then(pl.col("low") - 1).otherwise(pl.col("high")))
         broken.write_parquet(path)
 
-    validity = _materialize_then_plant(instance, data_dir, plant)["spy_bars_are_valid"]
+    validity = _materialize_then_plant(instance, data_dir, plant)["spy_rows_are_valid"]
     assert not validity.passed
     assert "high_below_low: 1" in validity.metadata["violations"].value
 
@@ -100,10 +100,18 @@ def test_thin_coverage_fails_the_coverage_check(instance: DagsterInstance, data_
 
 
 def test_a_blocking_check_failure_fails_the_run(instance: DagsterInstance, data_dir: Path, monkeypatch) -> None:
-    from spy_pipeline import quality
+    from spy_pipeline import bars, ingest
 
-    monkeypatch.setattr(quality, "minute_bar_violations", lambda frame, day: {"high_below_low": 1})
+    def corrupting(ticker, raw, days):  # a writer bug: one bar's high below its low
+        result = bars.minute_bars_by_day(ticker, raw, days)
+        return [bars.DayBars(d.day, d.frame.with_columns(
+            high=pl.when(pl.int_range(pl.len()) == 5).then(pl.col("low") - 1).otherwise(pl.col("high"))),
+            d.duplicates_dropped, d.outside_session_dropped) for d in result]
+
+    monkeypatch.setattr(ingest, "minute_bars_by_day", corrupting)
     result = materialize(ASSETS, resources=RESOURCES, instance=instance, partition_key="2025-01-08",
+                         selection=AssetSelection.assets(raw_spy_bars) | AssetSelection.checks_for_assets(raw_spy_bars),
                          raise_on_error=False)
     assert not result.success
-    assert not _evaluations(result)["spy_bars_are_valid"].passed
+    evaluation = _evaluations(result)["spy_rows_are_valid"]
+    assert not evaluation.passed and "high_below_low: 1" in evaluation.metadata["violations"].value

@@ -37,7 +37,7 @@ class EquityBarsConfig(Config):
     )
 
 
-def _days(context: AssetExecutionContext) -> list:
+def partition_days(context: AssetExecutionContext) -> list:
     return [cal.require_trading_day(key) for key in context.partition_keys]
 
 
@@ -71,7 +71,7 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
 def _minute_bars_result(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str]
 ) -> MaterializeResult:
-    days = _days(context)
+    days = partition_days(context)
     before = polygon.client.stats.snapshot()
     written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, store.root, ticker, days)]
     after = polygon.client.stats.snapshot()

@@ -1,0 +1,79 @@
+"""Options: the day's contracts (discovered around the open) and their minute bars."""
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from pydantic import Field
+
+from spy_pipeline import ingest
+from spy_pipeline.defs.metadata import request_metadata, table_schema
+from spy_pipeline.defs.raw.assets import RAW_ASSET_ARGS, partition_days, raw_spy_bars, written_metadata
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
+from spy_pipeline.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
+
+
+class ContractSelectionConfig(Config):
+    """How options_contracts picks each day's contracts (defaults: band mode, ±1%, 0DTE + 2 expirations)."""
+
+    mode: str = Field(default="band", description="band (from Polygon's listing) or targeted (built tickers)")
+    band_pct: float = Field(default=1.0, description="band: strikes within this % of the day's open")
+    expirations: int = Field(default=3, description="band: the nearest expirations, 0DTE counting when listed")
+    include_0dte: bool = Field(default=True, description="band: include the contracts expiring that day")
+    max_contracts: int = Field(default=DEFAULT_MAX_CONTRACTS, description="band: keep at most this many")
+    n: int = Field(default=2, description="targeted: n calls above the open and n puts at or below it")
+    strike_increment: float = Field(default=1.0, description="targeted: strike grid, USD")
+    expiry: str = Field(default="next_trading_day", description="targeted: next_trading_day, next_friday or fixed")
+    fixed_expiration: str | None = Field(default=None, description="targeted with expiry=fixed: YYYY-MM-DD")
+
+    def to_selection(self) -> SelectionConfig:
+        return SelectionConfig(
+            mode=self.mode, band_pct=self.band_pct, expirations=self.expirations, include_0dte=self.include_0dte,
+            max_contracts=self.max_contracts, n=self.n, strike_increment=self.strike_increment,
+            expiry=self.expiry, fixed_expiration=self.fixed_expiration,
+        )
+
+
+@asset(
+    **RAW_ASSET_ARGS, deps=[raw_spy_bars],
+    metadata={"dagster/column_schema": table_schema(OPTIONS_CONTRACTS), "path": "raw/options/contracts/{date}.parquet"},
+)
+def options_contracts(
+    context: AssetExecutionContext, config: ContractSelectionConfig, polygon: PolygonResource,
+    store: ParquetStoreResource,
+) -> MaterializeResult:
+    """The SPY contracts followed each day, chosen around that day's opening price (from raw_spy_bars).
+
+    Band mode asks Polygon for the chain as of the day (one paginated query) within the strike
+    and expiration bounds; targeted mode builds OCC tickers on a strike grid without a query.
+    """
+    days = partition_days(context)
+    before = polygon.client.stats.snapshot()
+    written = ingest.discover_contracts(polygon.client, store.root, config.to_selection(), days)
+    return MaterializeResult(metadata={
+        **written_metadata(store, written, days),
+        "mode": config.mode,
+        "contracts_per_day": round(sum(w.rows for w in written) / len(days), 1),
+        "dagster/column_schema": table_schema(OPTIONS_CONTRACTS),
+        **request_metadata(before, polygon.client.stats.snapshot()),
+    })
+
+
+@asset(**RAW_ASSET_ARGS, deps=[options_contracts],
+       metadata={"dagster/column_schema": table_schema(MINUTE_BARS), "path": "raw/options/{date}.parquet"})
+def raw_options_bars(
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
+) -> MaterializeResult:
+    """Minute bars of every contract in options_contracts, one file per day with a `ticker` column.
+
+    Option bars are sparse (a minute without a trade has no bar). A contract followed on several
+    days of a range is fetched once; contracts are fetched concurrently within the shared rate limit.
+    """
+    days = partition_days(context)
+    before = polygon.client.stats.snapshot()
+    written = ingest.ingest_options_bars(polygon.client, store.root, days)
+    after = polygon.client.stats.snapshot()
+    return MaterializeResult(metadata={
+        **written_metadata(store, written, days),
+        "dagster/column_schema": table_schema(MINUTE_BARS),
+        **request_metadata(before, after),
+        "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
+    })

@@ -1,0 +1,76 @@
+"""Raw news (daily) and corporate actions (not partitioned)."""
+
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from spy_pipeline import storage
+from spy_pipeline.corporate_actions import dividends_frame, splits_frame
+from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema
+from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.ingest import PartitionWritten
+from spy_pipeline.news import news_frame, news_window
+from spy_pipeline.schemas import DIVIDENDS, NEWS, SPLITS
+
+
+@asset(**RAW_ASSET_ARGS, metadata={"dagster/column_schema": table_schema(NEWS), "path": "raw/news/{date}.parquet"})
+def raw_news(
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
+) -> MaterializeResult:
+    """News mentioning the configured tickers, with Polygon's sentiment insight as a number.
+
+    A trading day's file holds what was published after the previous trading day's after-hours
+    ended, up to the end of its own (weekend news lands on Monday). One paginated query per
+    ticker covers a whole range of days.
+    """
+    tickers = list(settings_with_logging().equity_tickers)
+    days = partition_days(context)
+    start, end = news_window(days[0])[0], news_window(days[-1])[1]
+    before = polygon.client.stats.snapshot()
+    articles = [article for ticker in tickers for article in polygon.client.news(ticker, start, end)]
+    news = news_frame(articles, tickers)
+    written = []
+    for day in days:
+        window_start, window_end = news_window(day)
+        frame = news.filter(pl.col("published_utc").is_between(window_start, window_end, closed="left"))
+        path = store.partition_path(day, "raw", "news")
+        written.append(PartitionWritten(
+            dataset="raw/news", day=day, path=path, rows=frame.height, bytes=store.write(frame, path),
+            first_bar=frame["published_utc"].min(), last_bar=frame["published_utc"].max(),
+        ))
+    with_sentiment = news.filter(pl.col("sentiment").is_not_null())
+    return MaterializeResult(metadata={
+        **written_metadata(store, written, days),
+        "articles": news.height,
+        "articles_with_sentiment": with_sentiment.height,
+        "mean_sentiment": round(float(with_sentiment["sentiment"].mean() or 0.0), 3),
+        "dagster/column_schema": table_schema(NEWS),
+        **request_metadata(before, polygon.client.stats.snapshot()),
+    })
+
+
+@asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"},
+       metadata={"path": "raw/corporate_actions/{dividends,splits}.parquet"})
+def corporate_actions(
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
+) -> MaterializeResult:
+    """Dividends and splits of the configured tickers (all history Polygon has), rewritten whole.
+    Option pricing takes its dividend yield from here."""
+    tickers = list(settings_with_logging().equity_tickers)
+    before = polygon.client.stats.snapshot()
+    dividends = dividends_frame([d for t in tickers for d in polygon.client.dividends(t)])
+    splits = splits_frame([s for t in tickers for s in polygon.client.splits(t)])
+    folder = storage.dataset_dir(store.root, "raw", "corporate_actions")
+    sizes = {name: store.write(frame, folder / f"{name}.parquet")
+             for name, frame in (("dividends", dividends), ("splits", splits))}
+    latest = dividends.sort("ex_dividend_date").tail(8)
+    return MaterializeResult(metadata={
+        "dividends": dividends.height,
+        "splits": splits.height,
+        "bytes": sum(sizes.values()),
+        "latest_dividends": markdown_table(["ticker", "ex-dividend date", "cash amount"], latest.select(
+            "ticker", "ex_dividend_date", "cash_amount").rows()),
+        "dividends_schema": table_schema(DIVIDENDS),
+        "splits_schema": table_schema(SPLITS),
+        **request_metadata(before, polygon.client.stats.snapshot()),
+    })
