@@ -23,8 +23,15 @@ def _bounds_frame(days: list[dt.date]) -> pl.DataFrame:
     rows = []
     for day in days:
         bounds = cal.session_bounds(day)
-        rows.append((day, *(int(t.timestamp() * 1000) for t in (
-            bounds.pre_market_open, bounds.open, bounds.close, bounds.after_hours_close))))
+        rows.append(
+            (
+                day,
+                *(
+                    int(t.timestamp() * 1000)
+                    for t in (bounds.pre_market_open, bounds.open, bounds.close, bounds.after_hours_close)
+                ),
+            )
+        )
     return pl.DataFrame(rows, schema=["day", "pre_ms", "open_ms", "close_ms", "end_ms"], orient="row")
 
 
@@ -35,16 +42,25 @@ def minute_bars_by_day(ticker: str, raw: pl.DataFrame, days: list[dt.date]) -> l
     session, a session label, and exactly the MINUTE_BARS columns. Days without bars come back empty.
     """
     bounds = _bounds_frame(days)
+    # Index aggregates (I:VIX) carry no volume, vwap or trade count: null, not missing.
+    absent = {"v": pl.Float64, "vw": pl.Float64, "n": pl.Int64}
+    raw = raw.with_columns(
+        [pl.lit(None, dtype).alias(name) for name, dtype in absent.items() if name not in raw.columns]
+    )
     labelled = (
         raw.with_columns(
-            day=pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC")
-            .dt.convert_time_zone(str(cal.NEW_YORK)).dt.date()
+            day=pl.from_epoch("t", time_unit="ms")
+            .dt.replace_time_zone("UTC")
+            .dt.convert_time_zone(str(cal.NEW_YORK))
+            .dt.date()
         )
         .join(bounds, on="day", how="inner")
         .with_columns(
             inside=(pl.col("t") >= pl.col("pre_ms")) & (pl.col("t") < pl.col("end_ms")),
-            session=pl.when(pl.col("t") < pl.col("open_ms")).then(pl.lit("pre"))
-            .when(pl.col("t") < pl.col("close_ms")).then(pl.lit("regular"))
+            session=pl.when(pl.col("t") < pl.col("open_ms"))
+            .then(pl.lit("pre"))
+            .when(pl.col("t") < pl.col("close_ms"))
+            .then(pl.lit("regular"))
             .otherwise(pl.lit("post")),
         )
     )
@@ -57,7 +73,13 @@ def minute_bars_by_day(ticker: str, raw: pl.DataFrame, days: list[dt.date]) -> l
             unique.select(
                 ticker=pl.lit(ticker),
                 timestamp=pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC"),
-                session="session", open="o", high="h", low="l", close="c", volume="v", vwap="vw",
+                session="session",
+                open="o",
+                high="h",
+                low="l",
+                close="c",
+                volume="v",
+                vwap="vw",
                 transactions="n",
             )
         )

@@ -1,14 +1,500 @@
-"""Black-Scholes-Merton for European options on a dividend-paying underlying, vectorized over numpy arrays.
+"""Black-Scholes-Merton for European options on a dividend-paying underlying: prices, implied volatility, greeks.
 
 Conventions follow vollib's `black_scholes_merton`: time in years, continuously compounded rate `r` and
-dividend yield `q`, volatility as a decimal (0.20 for 20%). No Dagster, no I/O.
+dividend yield `q`, volatility as a decimal (0.20 for 20%); theta per calendar day (divided by 365), vega and rho per
+point (times 0.01). No Dagster, no I/O.
+
+One formula serves everything: `_black` values an option from the discounted forward `S·e^{-qT}`, the
+discounted strike `K·e^{-rT}` and the total standard deviation `s = sigma√T`. `price()`, the implied-volatility
+iterations (on the normalised price, forward and strike divided by their geometric mean) and the greeks all
+call it. The loops are numba kernels (`cache=True`: a new process loads them from disk instead of compiling),
+threaded over rows for large inputs; the normal CDF is `erfc`, not scipy.
+
+Implied volatility follows the structure of Peter Jäckel's "Let's Be Rational" (Wilmott, 2015) — the
+algorithm behind vollib — re-derived around `_black`: the out-of-the-money price (put-call parity removes the
+intrinsic value) is normalised, a starting value comes from rational cubic interpolation (Delbourgo and
+Gregory, 1985) of transformed prices between three anchor points, and third-order Householder steps on a
+branch-dependent objective (1/ln b low, b in the middle, ln(b_max - b) high) converge, typically in two steps.
+A bracket is kept throughout; a step that leaves it, or an unusable one (underflow), bisects instead, and
+after `_MAX_HOUSEHOLDER` steps only bisection is used. The solve stops once a Householder step is below
+`_STEP_TOL` = 1e-6 relative: convergence is cubic, so the error left is of order (1e-6)^3, far below the
+rounding of the price itself (iterating on until steps of 1e-15 changes no result beyond rounding; measured
+on 0.8M rows, SPY-like and extreme). The result is then repriced: a price off by more than `_REPRICE_TOL`
+relative, and by more than that fraction of sigma·vega (what a relative error of `_REPRICE_TOL` in sigma would
+move it), or a greek that overflows, counts as not converged.
+
+    LetsBeRational: Copyright © 2013-2014 Peter Jäckel. Permission to use, copy, modify, and distribute this
+    software is freely granted, provided that this notice is preserved. The software is provided "as is"
+    without warranty of any kind.
+
+Accuracy (spy_pipeline_tests/test_greeks.py, py_vollib as the oracle): implied volatility within 1e-9 of
+py_vollib wherever the price pins it down that well, greeks within 1e-10 at the same volatility. Rows whose
+time value is lost in the rounding of the price (a 1-day deep in-the-money option) are ill-conditioned in every
+solver: a price, and S·e^{-qT} - K·e^{-rT}, carry an error of ≈ eps·(S·e^{-qT} + K·e^{-rT}), which moves the
+implied volatility by that over vega; there ours and py_vollib's differ by up to that much (measured: ≤ 1x),
+and both reprice the input to that rounding.
+
+Speed (spy_pipeline_tests/bench/greeks.py, 1M SPY-like rows): ≈ 3M rows/s per thread for IV + five greeks,
+about twice that on two free cores; ≈ 0.3 s for the first call of a new process (cache loaded), ≈ 2.5 s to
+compile when the cache is empty.
 """
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numpy as np
+from numba import njit, prange
 from numpy.typing import ArrayLike
-from scipy.special import ndtr
+
+__all__ = [
+    "ABOVE_UPPER_BOUND",
+    "BELOW_INTRINSIC",
+    "INVALID_INPUT",
+    "NOT_CONVERGED",
+    "OK",
+    "REASONS",
+    "GreeksResult",
+    "implied_vol_and_greeks",
+    "price",
+]
+
+# Why a row has no implied volatility (GreeksResult.reason); iv and greeks are NaN for every code but OK.
+OK = 0
+BELOW_INTRINSIC = 1
+ABOVE_UPPER_BOUND = 2
+INVALID_INPUT = 3
+NOT_CONVERGED = 4
+REASONS: dict[int, str] = {
+    OK: "ok",
+    BELOW_INTRINSIC: "price at or below the discounted intrinsic value max(±(S·e^-qT - K·e^-rT), 0)",
+    ABOVE_UPPER_BOUND: "price at or above the no-arbitrage bound (S·e^-qT for calls, K·e^-rT for puts)",
+    INVALID_INPUT: "invalid input: price, S, K or T not positive and finite, or r or q not finite",
+    NOT_CONVERGED: "did not converge to a finite volatility and greeks that reprice the option",
+}
+
+
+class GreeksResult(NamedTuple):
+    """Per-row implied volatility and greeks (vollib's units), all NaN where `reason` is not OK."""
+
+    iv: np.ndarray
+    delta: np.ndarray
+    gamma: np.ndarray
+    theta_per_day: np.ndarray  # per calendar day (divided by 365)
+    vega_per_point: np.ndarray  # per volatility point (times 0.01)
+    rho_per_point: np.ndarray  # per rate point (times 0.01)
+    reason: np.ndarray  # int8 codes, see REASONS
+
+
+# Rows below which the single-threaded kernel is used: starting the threads costs more than they save.
+PARALLEL_MIN_ROWS = 4096
+CHUNK_ROWS = 4096  # rows per task handed to a thread
+
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+_SQRT_PI_OVER_2 = 1.2533141373155003
+_SQRT3 = 1.7320508075688772
+_TWO_PI_OVER_SQRT27 = 1.2091995761561452
+_DBL_EPS = 2.220446049250313e-16
+_DBL_MIN = 2.2250738585072014e-308
+_DBL_MAX = 1.7976931348623157e308
+_SQRT_DBL_MAX = 1.3407807929942596e154
+_R_MIN = -(1.0 - 1.4901161193847656e-08)  # rational cubic control parameter bounds: > -1 ...
+_R_MAX = 2.0 / (_DBL_EPS * _DBL_EPS)  # ... and "linear interpolation"
+_STEP_TOL = 1e-6  # stop after a Householder step below this, relative to s = sigma√T: what is left is ~1e-18
+_REPRICE_TOL = 1e-9  # relative error in price, or in sigma by the price error over vega, that counts as converged
+_MAX_HOUSEHOLDER = 10  # then bisection only
+_MAX_ITER = 100
+_SIXTH = 1.0 / 6.0
+
+_jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+@_jit
+def _norm_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z * _INV_SQRT2)
+
+
+@_jit
+def _norm_pdf(z: float) -> float:
+    return _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+
+
+@_jit
+def _black(x: float, s: float, theta: float, fwd: float, strike: float) -> tuple[float, float, float, float]:
+    """The BSM value theta·(fwd·N(theta·d1) - strike·N(theta·d2)), with d1, N(theta·d1) and N(theta·d2).
+
+    fwd and strike are the discounted forward S·e^{-qT} and strike K·e^{-rT} (or both divided by their
+    geometric mean, e^{±x/2}), x = ln(fwd/strike), s = sigma√T > 0, theta = +1 for calls and -1 for puts.
+    """
+    d1 = x / s + 0.5 * s
+    n1 = _norm_cdf(theta * d1)
+    n2 = _norm_cdf(theta * (d1 - s))
+    return theta * (fwd * n1 - strike * n2), d1, n1, n2
+
+
+@_jit
+def _inverse_norm_cdf(p: float) -> float:
+    """Acklam's rational approximation (relative error < 1.2e-9): good enough for starting values."""
+    if p < 0.02425 or p > 0.97575:
+        t = math.sqrt(-2.0 * math.log(p if p < 0.5 else 1.0 - p))
+        z = (
+            ((((-7.784894002430293e-03 * t - 3.223964580411365e-01) * t - 2.400758277161838e00) * t
+              - 2.549732539343734e00) * t + 4.374664141464968e00) * t + 2.938163982698783e00
+        ) / ((((7.784695709041462e-03 * t + 3.224671290700398e-01) * t + 2.445134137142996e00) * t
+              + 3.754408661907416e00) * t + 1.0)
+        return z if p < 0.5 else -z
+    u = p - 0.5
+    w = u * u
+    return (
+        (((((-3.969683028665376e01 * w + 2.209460984245205e02) * w - 2.759285104469687e02) * w
+           + 1.383577518672690e02) * w - 3.066479806614716e01) * w + 2.506628277459239e00) * u
+    ) / (((((-5.447609879822406e01 * w + 1.615858368580409e02) * w - 1.556989798598866e02) * w
+           + 6.680131188771972e01) * w - 1.328068155288572e01) * w + 1.0)
+
+
+@_jit
+def _rational_cubic(t_x: float, x_l: float, x_r: float, y_l: float, y_r: float, d_l: float, d_r: float,
+                    r: float) -> float:
+    """Delbourgo-Gregory rational cubic through (x_l, y_l), (x_r, y_r) with slopes d_l, d_r."""
+    h = x_r - x_l
+    if not abs(h) > 0.0:
+        return 0.5 * (y_l + y_r)
+    t = (t_x - x_l) / h
+    if r >= _R_MAX:
+        return y_r * t + y_l * (1.0 - t)
+    omt = 1.0 - t
+    t2 = t * t
+    omt2 = omt * omt
+    numerator = y_r * t2 * t + (r * y_r - h * d_r) * t2 * omt + (r * y_l + h * d_l) * t * omt2 + y_l * omt2 * omt
+    return numerator / (1.0 + (r - 3.0) * t * omt)
+
+
+@_jit
+def _rational_cubic_min_r(d_l: float, d_r: float, slope: float, prefer_shape: bool) -> float:
+    """Smallest control parameter that keeps the interpolant monotonic and convex/concave like its data."""
+    monotonic = d_l * slope >= 0.0 and d_r * slope >= 0.0
+    convex = d_l <= slope <= d_r
+    concave = d_l >= slope >= d_r
+    if not monotonic and not convex and not concave:
+        return _R_MIN
+    r1 = -_DBL_MAX
+    r2 = -_DBL_MAX
+    if monotonic:
+        if abs(slope) >= _DBL_MIN:
+            r1 = (d_r + d_l) / slope
+        elif prefer_shape:
+            r1 = _R_MAX
+    if convex or concave:
+        if abs(slope - d_l) >= _DBL_MIN and abs(d_r - slope) >= _DBL_MIN:
+            r2 = max(abs((d_r - d_l) / (d_r - slope)), abs((d_r - d_l) / (slope - d_l)))
+        elif prefer_shape:
+            r2 = _R_MAX
+    elif monotonic and prefer_shape:
+        r2 = _R_MAX
+    return max(_R_MIN, max(r1, r2))
+
+
+@_jit
+def _rational_cubic_r(x_l: float, x_r: float, y_l: float, y_r: float, d_l: float, d_r: float,
+                      second_derivative: float, at_right: bool, prefer_shape: bool) -> float:
+    """Control parameter that fits a second derivative at one end, no less than the shape-preserving one."""
+    h = x_r - x_l
+    slope = (y_r - y_l) / h
+    numerator = 0.5 * h * second_derivative + (d_r - d_l)
+    denominator = d_r - slope if at_right else slope - d_l
+    if abs(numerator) < _DBL_MIN:
+        r = 0.0
+    elif abs(denominator) < _DBL_MIN:
+        r = _R_MAX if numerator > 0.0 else _R_MIN
+    else:
+        r = numerator / denominator
+    return max(r, _rational_cubic_min_r(d_l, d_r, slope, prefer_shape))
+
+
+@_jit
+def _black_and_vega(x: float, s: float, eh: float, emh: float) -> tuple[float, float]:
+    """Normalised out-of-the-money call (x <= 0) and its derivative in s."""
+    b, d1, _, _ = _black(x, s, 1.0, eh, emh)
+    return b, eh * _norm_pdf(d1)
+
+
+@_jit
+def _normalised_iv(beta: float, x: float, eh: float) -> float:
+    """s = sigma√T with _black(x, s, +1, eh, 1/eh) = beta, for x <= 0, eh = e^{x/2} and 0 < beta < eh; NaN if none."""
+    emh = 1.0 / eh
+    b_max = eh
+    ax = -x
+    s_c = math.sqrt(2.0 * ax)  # inflection point of b(s)
+    if ax > 0.0:
+        b_c, v_c = _black_and_vega(x, s_c, eh, emh)
+    else:
+        b_c, v_c = 0.0, _INV_SQRT_2PI
+    s_left = _DBL_MIN
+    s_right = _DBL_MAX
+    branch = 1  # objective: 0 → 1/ln(b) - 1/ln(beta); 1 → b - beta; 2 → ln((b_max - beta)/(b_max - b))
+    if beta < b_c:
+        s_l = s_c - b_c / v_c
+        b_l, v_l = _black_and_vega(x, s_l, eh, emh)
+        if beta < b_l:
+            # Lowest segment: interpolate the map f(s) = 2π|x|/√27·N(-|x|/(√3·s))³ ~ b(s) as s → 0, invert it.
+            z = ax / (_SQRT3 * s_l)
+            y = z * z
+            s2 = s_l * s_l
+            cdf = _norm_cdf(-z)
+            cdf2 = cdf * cdf
+            grow = math.exp(y + 0.125 * s2)
+            fpp = (math.pi / 6.0) * y / (s2 * s_l) * cdf * (
+                8.0 * _SQRT3 * s_l * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * x * x) * cdf / _norm_pdf(z)
+            ) * (grow * grow)
+            fp = 2.0 * math.pi * y * cdf2 * grow
+            f_l = _TWO_PI_OVER_SQRT27 * ax * cdf2 * cdf
+            r = _rational_cubic_r(0.0, b_l, 0.0, f_l, 1.0, fp, fpp, True, True)
+            f = _rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fp, r)
+            if not f > 0.0:
+                t = beta / b_l
+                f = (f_l * t + b_l * (1.0 - t)) * t
+            s = -ax / (_SQRT3 * _inverse_norm_cdf((f / (_TWO_PI_OVER_SQRT27 * ax)) ** (1.0 / 3.0)))
+            s_right = s_l
+            branch = 0
+        else:
+            r = _rational_cubic_r(b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, 0.0, True, False)
+            s = _rational_cubic(beta, b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, r)
+            s_left = s_l
+            s_right = s_c
+    else:
+        s_h = s_c + (b_max - b_c) / v_c if v_c > _DBL_MIN else s_c
+        b_h, v_h = _black_and_vega(x, s_h, eh, emh)
+        if beta <= b_h:
+            r = _rational_cubic_r(b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, 0.0, False, False)
+            s = _rational_cubic(beta, b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, r)
+            s_left = s_c
+            s_right = s_h
+        else:
+            # Highest segment: interpolate the map f(s) = N(-s/2) ~ (b_max - b(s))/2 as s → ∞, invert it.
+            f_h = _norm_cdf(-0.5 * s_h)
+            w = (x / s_h) ** 2
+            fp = -0.5 * math.exp(0.5 * w)
+            fpp = _SQRT_PI_OVER_2 * math.exp(w + 0.125 * s_h * s_h) * w / s_h
+            f = -1.0
+            if abs(fpp) < _SQRT_DBL_MAX:
+                r = _rational_cubic_r(b_h, b_max, f_h, 0.0, fp, -0.5, fpp, False, True)
+                f = _rational_cubic(beta, b_h, b_max, f_h, 0.0, fp, -0.5, r)
+            if not f > 0.0:
+                span = b_max - b_h
+                t = (beta - b_h) / span
+                f = (f_h * (1.0 - t) + 0.5 * span * t) * (1.0 - t)
+            s = -2.0 * _inverse_norm_cdf(f)
+            s_left = s_h
+            branch = 2 if beta > 0.5 * b_max else 1
+    ln_beta = math.log(beta)
+    inv_ln_beta = 1.0 / ln_beta
+    for iteration in range(_MAX_ITER):
+        if iteration >= _MAX_HOUSEHOLDER or not (s_left < s < s_right):
+            if s_right - s_left <= 4.0 * _DBL_EPS * s_right:
+                return 0.5 * (s_left + s_right)
+            s = math.sqrt(s_left * s_right) if s_right > 4.0 * s_left else 0.5 * (s_left + s_right)
+        b, bp = _black_and_vega(x, s, eh, emh)
+        if b > beta:
+            s_right = s
+        elif b < beta:
+            s_left = s
+        else:
+            return s
+        inv_s = 1.0 / s
+        hs = x * inv_s
+        b_halley = hs * hs * inv_s - 0.25 * s  # b''/b'
+        b_hh3 = b_halley * b_halley - 3.0 * (hs * inv_s) ** 2 - 0.25  # b'''/b'
+        ds = math.nan
+        if branch == 0:
+            if b > 0.0 and bp > 0.0:
+                ln_b = math.log(b)
+                inv_ln_b = 1.0 / ln_b
+                bpob = bp / b
+                newton = (ln_beta - ln_b) * ln_b * inv_ln_beta / bpob
+                halley = b_halley - bpob * (1.0 + 2.0 * inv_ln_b)
+                hh3 = (b_hh3 + 2.0 * bpob * bpob * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
+                       - 3.0 * b_halley * bpob * (1.0 + 2.0 * inv_ln_b))
+                ds = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton * _SIXTH))
+        elif branch == 2:
+            if b < b_max and bp > _DBL_MIN:
+                gap = b_max - b
+                gp = bp / gap
+                newton = -math.log((b_max - beta) / gap) / gp
+                halley = b_halley + gp
+                hh3 = b_hh3 + gp * (2.0 * gp + 3.0 * b_halley)
+                ds = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton * _SIXTH))
+        elif bp > 0.0:
+            newton = (beta - b) / bp
+            ds = newton * (1.0 + 0.5 * b_halley * newton) / (1.0 + newton * (b_halley + b_hh3 * newton * _SIXTH))
+        if ds < -0.5 * s:  # at most halve s in one step (NaN, an unusable step, stays NaN)
+            ds = -0.5 * s
+        if abs(ds) <= _STEP_TOL * s:
+            return s + ds
+        s = s + ds  # NaN or outside the bracket: the next round bisects
+    return math.nan
+
+
+@_jit
+def _solve_row(price: float, S: float, K: float, T: float, r: float, q: float, flag: int) -> tuple[
+        float, float, float, float, float, float, int]:
+    """(iv, delta, gamma, theta per day, vega per point, rho per point, reason) of one option."""
+    nan = math.nan
+    if not (0.0 < price < math.inf and 0.0 < S < math.inf and 0.0 < K < math.inf and 0.0 < T < math.inf
+            and abs(r) < math.inf and abs(q) < math.inf):
+        return nan, nan, nan, nan, nan, nan, INVALID_INPUT
+    theta = 1.0 if flag > 0 else -1.0
+    dq = math.exp(-q * T)
+    fwd = S * dq
+    strike = K * math.exp(-r * T)
+    if price >= (fwd if theta > 0.0 else strike):
+        return nan, nan, nan, nan, nan, nan, ABOVE_UPPER_BOUND
+    x = math.log(fwd / strike)
+    # Put-call parity: an in-the-money option is worth its intrinsic value plus the out-of-the-money one.
+    time_value = price - theta * (fwd - strike) if theta * x > 0.0 else price
+    if not time_value > 0.0:
+        return nan, nan, nan, nan, nan, nan, BELOW_INTRINSIC
+    x_otm = -abs(x)
+    beta = time_value / math.sqrt(fwd * strike)
+    b_max = math.exp(0.5 * x_otm)
+    if beta >= b_max:
+        return nan, nan, nan, nan, nan, nan, ABOVE_UPPER_BOUND
+    sqrt_t = math.sqrt(T)
+    sigma = _normalised_iv(beta, x_otm, b_max) / sqrt_t
+    if not (0.0 < sigma < math.inf):
+        return nan, nan, nan, nan, nan, nan, NOT_CONVERGED
+    s = sigma * sqrt_t
+    value, d1, n1, n2 = _black(x, s, theta, fwd, strike)
+    fwd_pdf = fwd * _norm_pdf(d1)  # d value / d s
+    # Far out of the money the formula itself is only good to ~1e-9 relative: accept that if it moves sigma less.
+    if not abs(value - price) <= _REPRICE_TOL * max(price, fwd_pdf * s):
+        return nan, nan, nan, nan, nan, nan, NOT_CONVERGED
+    theta_per_year = -fwd_pdf * sigma / (2.0 * sqrt_t) - theta * r * strike * n2 + theta * q * fwd * n1
+    delta = theta * dq * n1
+    gamma = fwd_pdf / (S * S * s)
+    theta_per_day = theta_per_year / 365.0
+    vega = fwd_pdf * sqrt_t * 0.01
+    rho = theta * T * strike * n2 * 0.01
+    if not abs(gamma + theta_per_day + rho) < math.inf:  # overflow on absurd inputs (T ~ 1e-300, K ~ 1e308)
+        return nan, nan, nan, nan, nan, nan, NOT_CONVERGED
+    return sigma, delta, gamma, theta_per_day, vega, rho, OK
+
+
+@_jit
+def _step(column: np.ndarray) -> int:
+    """Index stride of a column: 1 for a full column, 0 for a broadcast single value."""
+    return 1 if column.size > 1 else 0
+
+
+@_jit
+def _greeks_range(start, stop, price, S, K, T, r, q, flag, iv, delta, gamma, theta, vega, rho, reason):
+    """Rows start..stop. Inputs of length n or 1 (a broadcast value), outputs of length n."""
+    ip, iS, iK, iT = _step(price), _step(S), _step(K), _step(T)
+    ir, iq, iflag = _step(r), _step(q), _step(flag)
+    for i in range(start, stop):
+        (iv[i], delta[i], gamma[i], theta[i], vega[i], rho[i], reason[i]) = _solve_row(
+            price[i * ip], S[i * iS], K[i * iK], T[i * iT], r[i * ir], q[i * iq], flag[i * iflag]
+        )
+
+
+@_jit
+def _price_row(S: float, K: float, T: float, r: float, q: float, sigma: float, flag: int) -> float:
+    theta = 1.0 if flag > 0 else -1.0
+    t = 0.0 if T < 0.0 else T  # NaN stays NaN
+    fwd = S * math.exp(-q * t)
+    strike = K * math.exp(-r * t)
+    s = sigma * math.sqrt(t)
+    if s <= 0.0:  # at expiry or without volatility: the limit of the formula
+        intrinsic = theta * (fwd - strike)
+        return 0.0 if intrinsic < 0.0 else intrinsic
+    return _black(math.log(fwd / strike), s, theta, fwd, strike)[0]
+
+
+@_jit
+def _price_range(start, stop, S, K, T, r, q, sigma, flag, out):
+    iS, iK, iT, ir, iq = _step(S), _step(K), _step(T), _step(r), _step(q)
+    isigma, iflag = _step(sigma), _step(flag)
+    for i in range(start, stop):
+        out[i] = _price_row(S[i * iS], K[i * iK], T[i * iT], r[i * ir], q[i * iq], sigma[i * isigma], flag[i * iflag])
+
+
+# Threaded versions: chunks of rows spread over numba's threads. (Separate functions, not a second njit of the
+# same one: numba's on-disk cache keys on the Python function, so the two would load each other's code.)
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def _greeks_threaded(price, S, K, T, r, q, flag, iv, delta, gamma, theta, vega, rho, reason):
+    n = iv.size
+    for chunk in prange((n + CHUNK_ROWS - 1) // CHUNK_ROWS):
+        start = chunk * CHUNK_ROWS
+        _greeks_range(start, min(n, start + CHUNK_ROWS), price, S, K, T, r, q, flag,
+                      iv, delta, gamma, theta, vega, rho, reason)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def _price_threaded(S, K, T, r, q, sigma, flag, out):
+    n = out.size
+    for chunk in prange((n + CHUNK_ROWS - 1) // CHUNK_ROWS):
+        start = chunk * CHUNK_ROWS
+        _price_range(start, min(n, start + CHUNK_ROWS), S, K, T, r, q, sigma, flag, out)
+
+
+def _flags(is_call: ArrayLike) -> np.ndarray:
+    """int8 array, > 0 for calls: from bools, integers (1 call; -1 or 0 put) or strings ('c'/'p')."""
+    flags = np.asarray(is_call)
+    if flags.dtype == np.bool_:
+        return flags.view(np.int8)
+    if flags.dtype == np.int8:
+        return flags
+    if flags.dtype.kind in "iuf":
+        return np.where(flags > 0, 1, -1).astype(np.int8)
+    if flags.dtype.kind in "USO":
+        lowered = np.char.lower(flags.astype(str))
+        if not np.isin(lowered, ["c", "p"]).all():
+            raise ValueError("string flags must be 'c' or 'p'")
+        return np.where(lowered == "c", 1, -1).astype(np.int8)
+    raise TypeError(f"is_call must be bool, integer (±1) or 'c'/'p', not {flags.dtype}")
+
+
+def _columns(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """Broadcast shape, and each array as a contiguous 1-D column of the full length or of length 1."""
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    columns = []
+    for a in arrays:
+        if a.size == 1:
+            columns.append(np.ascontiguousarray(a.reshape(1)))
+        elif a.shape == shape:
+            columns.append(np.ascontiguousarray(a).reshape(-1))
+        else:  # partly broadcast (a column against a row): materialise
+            columns.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
+    return columns, shape
+
+
+def implied_vol_and_greeks(
+    price: ArrayLike,
+    S: ArrayLike,
+    K: ArrayLike,
+    T_years: ArrayLike,
+    r: ArrayLike,
+    q: ArrayLike,
+    is_call: ArrayLike,
+) -> GreeksResult:
+    """Implied volatility and its greeks for each row; arguments broadcast together.
+
+    `price` is the option's market value, `is_call` bools (True for calls), integers (1 call, -1 or 0 put) or
+    'c'/'p'. Matches py_vollib's `implied_volatility(price, S, K, t, r, q, flag)` and its analytical greeks
+    (theta per calendar day, vega and rho per point). A row with no implied volatility gets NaN everywhere and
+    its reason code (see REASONS); nothing raises for bad rows.
+    """
+    values = [np.asarray(a, dtype=np.float64) for a in (price, S, K, T_years, r, q)]
+    columns, shape = _columns([*values, _flags(is_call)])
+    n = math.prod(shape)
+    outputs = [np.empty(n) for _ in range(6)]
+    reason = np.empty(n, dtype=np.int8)
+    if n >= PARALLEL_MIN_ROWS:
+        _greeks_threaded(*columns, *outputs, reason)
+    else:
+        _greeks_range(0, n, *columns, *outputs, reason)
+    return GreeksResult(*(a.reshape(shape) for a in outputs), reason=reason.reshape(shape))
 
 
 def price(
@@ -20,20 +506,16 @@ def price(
     sigma: ArrayLike,
     is_call: ArrayLike,
 ) -> np.ndarray:
-    """Option values; all arguments broadcast together (is_call is a bool array, True for calls).
+    """Option values; all arguments broadcast together (is_call as in `implied_vol_and_greeks`).
 
     At expiry (T <= 0) or without volatility (sigma <= 0) the value is the limit of the formula:
     the discounted intrinsic value of the forward, max(±(S e^{-qT} - K e^{-rT}), 0).
     """
-    S, K, T, r, q, sigma = (np.asarray(x, dtype=np.float64) for x in (S, K, T_years, r, q, sigma))
-    sign = np.where(np.asarray(is_call, dtype=bool), 1.0, -1.0)
-    T_pos = np.maximum(T, 0.0)
-    spot = S * np.exp(-q * T_pos)  # discounted forward: the spot less the dividends paid until expiry
-    strike = K * np.exp(-r * T_pos)
-    stdev = sigma * np.sqrt(T_pos)
-    degenerate = stdev <= 0.0
-    safe_stdev = np.where(degenerate, 1.0, stdev)
-    d1 = (np.log(spot / strike) + 0.5 * safe_stdev**2) / safe_stdev
-    d2 = d1 - safe_stdev
-    value = sign * (spot * ndtr(sign * d1) - strike * ndtr(sign * d2))
-    return np.where(degenerate, np.maximum(sign * (spot - strike), 0.0), value)
+    values = [np.asarray(a, dtype=np.float64) for a in (S, K, T_years, r, q, sigma)]
+    columns, shape = _columns([*values, _flags(is_call)])
+    out = np.empty(math.prod(shape))
+    if out.size >= PARALLEL_MIN_ROWS:
+        _price_threaded(*columns, out)
+    else:
+        _price_range(0, out.size, *columns, out)
+    return out.reshape(shape)

@@ -2,30 +2,41 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from spy_pipeline.defs.processed.assets import consolidated
+from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
+from spy_pipeline.defs.processed.ml_assets import features, training_dataset
+from spy_pipeline.defs.processed.scanner_assets import options_movement, options_movement_summary
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 
-DAILY_ASSETS = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news]
+RAW_DAILY_ASSETS = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news]
+PROCESSED_DAILY_ASSETS = [consolidated, training_dataset, features, options_movement]
+DAILY_ASSETS = [*RAW_DAILY_ASSETS, *PROCESSED_DAILY_ASSETS]
 REFERENCE_ASSETS = [corporate_actions]
+REPORT_ASSETS = [options_movement_summary]
 
 daily_backfill_job = define_asset_job(
     name="daily_backfill",
     selection=AssetSelection.assets(*DAILY_ASSETS),
-    description="Every trading-day-partitioned asset for a range of trading days, in one run.",
+    description="Every trading-day-partitioned asset, raw to processed, for a range of days in one run.",
 )
-
 reference_data_job = define_asset_job(
     name="reference_data",
     selection=AssetSelection.assets(*REFERENCE_ASSETS),
     description="Reference data that is not partitioned by day: dividends and splits.",
 )
+reports_job = define_asset_job(
+    name="reports",
+    selection=AssetSelection.assets(*REPORT_ASSETS),
+    description="Summaries over a range of days (the scanner's figures).",
+)
 
 defs = Definitions(
-    assets=[*DAILY_ASSETS, *REFERENCE_ASSETS],
-    asset_checks=RAW_CHECKS,
-    jobs=[daily_backfill_job, reference_data_job],
+    assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS],
+    asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
+    jobs=[daily_backfill_job, reference_data_job, reports_job],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
 )

@@ -93,3 +93,29 @@ def per_ticker_coverage(frame: pl.DataFrame, day: dt.date) -> dict[str, float | 
         "median_coverage": round(float(shares.median() or 0.0), 4),
         "lowest_coverage": round(float(shares.min() or 0.0), 4),
     }
+
+
+def consolidated_violations(frame: pl.DataFrame, day: dt.date) -> dict[str, int]:
+    """Greeks that no Black-Scholes-Merton world produces, duplicate keys, minutes outside the session."""
+    bounds = cal.session_bounds(day)
+    call = pl.col("contract_type") == "call"
+    has_iv = pl.col("iv").is_not_nan() & pl.col("iv").is_not_null()
+    counts = frame.select(
+        delta_outside_unit_interval=(has_iv & ((pl.col("delta") < -1) | (pl.col("delta") > 1))).sum(),
+        call_delta_negative=(has_iv & call & (pl.col("delta") < 0)).sum(),
+        put_delta_positive=(has_iv & ~call & (pl.col("delta") > 0)).sum(),
+        gamma_negative=(has_iv & (pl.col("gamma") < 0)).sum(),
+        vega_negative=(has_iv & (pl.col("vega_per_point") < 0)).sum(),
+        greeks_without_iv=(~has_iv & pl.col("delta").is_not_nan()).sum(),
+        outside_regular_session=(~pl.col("timestamp").is_between(bounds.open, bounds.close, closed="left")).sum(),
+        non_positive_time_to_expiry=(pl.col("time_to_expiry_years") <= 0).sum(),
+    ).row(0, named=True)
+    counts = {name: int(value or 0) for name, value in counts.items()}
+    counts["duplicate_keys"] = frame.height - frame.select("ticker", "timestamp").unique().height
+    return counts
+
+
+def iv_availability(frame: pl.DataFrame, _day: dt.date) -> dict[str, float | int]:
+    rows = frame.height
+    solved = int((frame["iv_reason"] == 0).sum())
+    return {"rows": rows, "rows_with_iv": solved, "iv_share": round(solved / rows, 4) if rows else 0.0}

@@ -9,12 +9,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+SUMMARY_FIGURES = ("dividends", "splits", "days", "contract_days", "events")
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -40,22 +41,41 @@ def ensure_dagster_home(repo_root: Path) -> Path:
 
 
 def run_backfill(end: dt.date, days: int, data_dir: Path) -> RunSummary:
-    from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job
+    from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job, reports_job
 
-    keys = [day.isoformat() for day in cal.last_trading_days(end, days)]
+    warmup, *rest = cal.last_trading_days(end, days + 1)
+    keys = [day.isoformat() for day in rest]
     started = time.monotonic()
+    runs = [
+        # dividends and splits first: option pricing needs the dividend yield
+        (reference_data_job.name, {}, QUIET_CONSOLE),
+        # the trading day before the range: SPY bars to warm the indicators up
+        (daily_backfill_job.name, _range(warmup.isoformat(), warmup.isoformat()), {**QUIET_CONSOLE}),
+        (daily_backfill_job.name, _range(keys[0], keys[-1]), QUIET_CONSOLE),
+        (
+            reports_job.name,
+            {},
+            {**QUIET_CONSOLE, "ops": {"options_movement_summary": {"config": {"start": keys[0], "end": keys[-1]}}}},
+        ),
+    ]
     results = []
     with DagsterInstance.get() as instance:
-        results.append(defs.resolve_job_def(reference_data_job.name).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE))
-        if results[-1].success:
-            results.append(defs.resolve_job_def(daily_backfill_job.name).execute_in_process(
-                instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
-                tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
-            ))
+        for index, (job, tags, run_config) in enumerate(runs):
+            job_def = defs.resolve_job_def(job)
+            if index == 1:  # warm-up: SPY bars only
+                job_def = job_def.get_subset(asset_selection={AssetKey("raw_spy_bars")})
+            results.append(
+                job_def.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
+            )
+            if not results[-1].success:
+                break
     seconds = time.monotonic() - started
     lines = [line for result in results for line in _describe(result, data_dir)]
     return RunSummary([r.run_id for r in results], all(r.success for r in results), keys, seconds, lines)
+
+
+def _range(start: str, end: str) -> dict[str, str]:
+    return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
 
 
 def _describe(result: ExecuteInProcessResult, data_dir: Path) -> list[str]:
@@ -70,18 +90,23 @@ def _describe(result: ExecuteInProcessResult, data_dir: Path) -> list[str]:
         meta = materialization.metadata
         requests = meta["polygon_requests"].value if "polygon_requests" in meta else 0
         if "written_files" not in meta:
-            figures = ", ".join(f"{k} {meta[k].value}" for k in ("dividends", "splits", "rows") if k in meta)
-            lines.append(f"  {name}: {figures}, {requests} Polygon requests")
+            figures = ", ".join(f"{key} {meta[key].value}" for key in SUMMARY_FIGURES if key in meta)
+            lines.append(f"  {name}: {figures}" + (f", {requests} Polygon requests" if requests else ""))
+            lines += [f"    {meta[key].value}" for key in ("csv",) if key in meta]
             continue
         files = meta["written_files"].value
         rows = sum(int(f["rows"]) for f in files)
-        lines.append(f"  {name}: {len(files)} files, {rows:,} rows, {requests} Polygon requests")
+        lines.append(
+            f"  {name}: {len(files)} files, {rows:,} rows" + (f", {requests} Polygon requests" if requests else "")
+        )
         lines += [f"    {data_dir / f['path']}  ({f['rows']:,} rows, {f['bytes'] / 1024:.0f} KiB)" for f in files]
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
     if evaluations:
-        lines.append(f"  asset checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed"
-                     + "".join(f"\n    FAILED {e.asset_key.to_user_string()}:{e.check_name}" for e in failed))
+        lines.append(
+            f"  asset checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed"
+            + "".join(f"\n    FAILED {e.asset_key.to_user_string()}:{e.check_name}" for e in failed)
+        )
     for failure in result.get_step_failure_events():
         error = failure.step_failure_data.error
         cause = error.cause or error if error else None

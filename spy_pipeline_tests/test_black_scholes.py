@@ -82,3 +82,26 @@ def test_value_rises_with_volatility_and_stays_within_bounds() -> None:
     calls = black_scholes.price(600.0, 610.0, 30 / 365, 0.045, 0.013, sigmas, True)
     assert (np.diff(calls) > 0).all()
     assert (calls < 600.0 * np.exp(-0.013 * 30 / 365)).all()
+
+
+def test_flags_may_be_int8_plus_minus_one_or_strings() -> None:
+    rows = random_rows(500, seed=3)
+    by_bool = black_scholes.price(**rows)
+    by_int8 = black_scholes.price(**{**rows, "is_call": np.where(rows["is_call"], 1, -1).astype(np.int8)})
+    by_text = black_scholes.price(**{**rows, "is_call": np.where(rows["is_call"], "c", "p")})
+    np.testing.assert_array_equal(by_int8, by_bool)
+    np.testing.assert_array_equal(by_text, by_bool)
+
+
+def test_nan_inputs_give_nan_not_an_exception() -> None:
+    values = black_scholes.price(600.0, [600.0, np.nan, 600.0], [0.1, 0.1, np.nan], 0.045, 0.013, 0.2, True)
+    assert np.isfinite(values[0])
+    assert np.isnan(values[1:]).all()
+
+
+def test_threaded_and_single_threaded_kernels_agree() -> None:
+    rows = random_rows(3 * black_scholes.PARALLEL_MIN_ROWS, seed=23)
+    whole = black_scholes.price(**rows)
+    step = black_scholes.PARALLEL_MIN_ROWS // 2
+    parts = [black_scholes.price(**{k: v[i : i + step] for k, v in rows.items()}) for i in range(0, len(whole), step)]
+    np.testing.assert_array_equal(whole, np.concatenate(parts))

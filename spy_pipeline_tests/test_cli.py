@@ -31,7 +31,11 @@ def test_run_backfills_the_last_trading_days_and_prints_a_summary(tmp_path: Path
     assert result.returncode == 0, result.stderr[-3000:]
     assert "succeeded" in result.stdout and "3 partitions (2025-01-07 to 2025-01-10)" in result.stdout
     files = sorted((tmp_path / "data" / "raw" / "spy").glob("*.parquet"))
-    assert [f.stem for f in files] == ["2025-01-07", "2025-01-08", "2025-01-10"]  # 2025-01-09: market closed
+    # 2025-01-06: the indicators' warm-up day; 2025-01-09: market closed
+    assert [f.stem for f in files] == ["2025-01-06", "2025-01-07", "2025-01-08", "2025-01-10"]
+    consolidated = sorted((tmp_path / "data" / "processed" / "consolidated").glob("*.parquet"))
+    assert [f.stem for f in consolidated] == ["2025-01-07", "2025-01-08", "2025-01-10"]
+    assert "asset checks:" in result.stdout and " 0 failed" in result.stdout
     for file in files:
         assert str(file) in result.stdout and f"{pl.read_parquet(file).height:,} rows" in result.stdout
     assert "embedded_sandbox" in result.stderr  # said once, in the log

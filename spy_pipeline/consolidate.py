@@ -1,0 +1,167 @@
+"""One trading day's consolidated dataset: one row per option contract per minute (pure, no I/O).
+
+Every row joins the option's minute bar with the SPY minute it traded in (price, indicators warmed
+up on the previous trading day), the VIX value and the news sentiment known at that minute, the
+contract's terms, and Black-Scholes-Merton implied volatility and greeks computed from the option's
+close. Nothing is looked up from the future: VIX and news are backward as-of joins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.black_scholes import implied_vol_and_greeks
+from spy_pipeline.indicators import day_indicators
+from spy_pipeline.schemas import CONSOLIDATED
+
+SECONDS_PER_YEAR = 365.0 * 24 * 3600
+NEWS_TOLERANCE = dt.timedelta(hours=24)
+MINUTE = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class DayInputs:
+    day: dt.date
+    spy: pl.DataFrame  # MINUTE_BARS of the day
+    spy_previous: pl.DataFrame | None  # MINUTE_BARS of the previous trading day (indicator warm-up)
+    vix: pl.DataFrame  # MINUTE_BARS of I:VIX
+    option_bars: pl.DataFrame  # MINUTE_BARS of the day's contracts
+    contracts: pl.DataFrame  # OPTIONS_CONTRACTS
+    news: pl.DataFrame  # NEWS of the day and the previous trading day (for the 24 h look-back)
+    risk_free_rate: float
+    dividend_yield: float
+
+
+def expiry_close(expiration: dt.date) -> dt.datetime:
+    """The moment a contract stops trading: its expiration day's close (13:00 ET on an early close)."""
+    try:
+        return cal.session_bounds(expiration).close
+    except cal.TradingCalendarError:  # beyond the calendar or not a session: the regular 16:00 ET
+        return dt.datetime.combine(expiration, dt.time(16, 0), tzinfo=cal.NEW_YORK).astimezone(dt.UTC)
+
+
+def _expiry_closes(expirations: pl.Expr, among: pl.Series) -> pl.Expr:
+    """Each expiration's `expiry_close`, looked up once per distinct day of `among` (which holds them all)."""
+    closes = {day: expiry_close(day) for day in among.unique().drop_nulls().to_list()}
+    return expirations.replace_strict(closes, return_dtype=pl.Datetime("us", "UTC"))
+
+
+def _years_until(close: pl.Expr, timestamps: pl.Expr) -> pl.Expr:
+    return (close - timestamps).dt.total_microseconds() / 1e6 / SECONDS_PER_YEAR
+
+
+def time_to_expiry_years(timestamps: pl.Expr, expirations: pl.Series) -> pl.Expr:
+    """Years from each bar's start to its contract's expiry close (a 0DTE bar at 15:59 has 1 minute)."""
+    return _years_until(_expiry_closes(pl.col("expiration"), expirations), timestamps)
+
+
+def spy_minutes(inputs: DayInputs) -> pl.DataFrame:
+    """The SPY regular-session grid of the day with indicators, VIX and news joined in."""
+    grid = day_indicators(inputs.spy_previous, inputs.spy, inputs.day).rename(
+        {
+            "open": "spy_open",
+            "high": "spy_high",
+            "low": "spy_low",
+            "close": "spy_close",
+            "volume": "spy_volume",
+            "vwap": "spy_vwap",
+            "has_bar": "spy_has_bar",
+        }
+    )
+    vix = inputs.vix.select("timestamp", vix="close").sort("timestamp")
+    grid = grid.sort("timestamp").join_asof(vix, on="timestamp", strategy="backward")
+    return _with_news(grid, inputs.news)
+
+
+def _with_news(grid: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:
+    """Latest sentiment known by the end of each minute (24 h tolerance), articles in the last hour."""
+    known_at = grid["timestamp"] + MINUTE
+    scored = (
+        news.filter(pl.col("sentiment").is_not_null())
+        .select(published=pl.col("published_utc"), news_sentiment=pl.col("sentiment").cast(pl.Float64))
+        .sort("published")
+    )
+    grid = (
+        grid.with_columns(known_at=known_at)
+        .join_asof(scored, left_on="known_at", right_on="published", strategy="backward", tolerance=NEWS_TOLERANCE)
+        .drop("published")
+    )
+    published = np.sort(news["published_utc"].dt.epoch("us").to_numpy())
+    end = grid["known_at"].dt.epoch("us").to_numpy()
+    hour = int(3_600 * 1e6)
+    # Articles published in (known_at - 1 h, known_at): a count from two binary searches, no loop.
+    counts = np.searchsorted(published, end, side="left") - np.searchsorted(published, end - hour, side="right")
+    return grid.with_columns(news_articles_last_hour=pl.Series(counts, dtype=pl.Int32)).drop("known_at")
+
+
+def _contract_terms(contracts: pl.DataFrame) -> pl.DataFrame:
+    """The contracts' columns the rows need, with each contract's expiry close (computed per contract, not per row)."""
+    terms = contracts.select("ticker", "contract_type", "strike", "expiration")
+    return terms.with_columns(expiry_close=_expiry_closes(pl.col("expiration"), terms["expiration"]))
+
+
+def _sorted_by_ticker_and_time(bars: pl.DataFrame) -> pl.DataFrame:
+    """`bars` sorted by (ticker, timestamp); returned as is when it already is (the raw files are written so)."""
+    ticker, timestamp = bars["ticker"], bars["timestamp"]
+    if ticker.null_count() == 0 and timestamp.null_count() == 0 and ticker.is_sorted():
+        out_of_order = bars.select(
+            (
+                (pl.col("ticker") == pl.col("ticker").shift()) & (pl.col("timestamp") <= pl.col("timestamp").shift())
+            ).any()
+        ).item()
+        if not out_of_order:
+            return bars
+    return bars.sort("ticker", "timestamp")
+
+
+def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
+    """The CONSOLIDATED rows of one day: option bars inner-joined to the SPY minute grid.
+
+    Rows come sorted by (ticker, timestamp): the option bars are put in that order first (a no-op for raw
+    files, which are written so) and the joins keep the bars' order, so the wide joined frame is never sorted.
+    """
+    minutes = spy_minutes(inputs)
+    options = _sorted_by_ticker_and_time(
+        inputs.option_bars.select(
+            "ticker",
+            "timestamp",
+            option_open="open",
+            option_high="high",
+            option_low="low",
+            option_close="close",
+            option_volume="volume",
+            option_vwap="vwap",
+            option_transactions="transactions",
+        )
+    )
+    rows = (
+        options.join(_contract_terms(inputs.contracts), on="ticker", how="inner", maintain_order="left")
+        .join(minutes, on="timestamp", how="inner", maintain_order="left")
+        .with_columns(time_to_expiry_years=_years_until(pl.col("expiry_close"), pl.col("timestamp")))
+    )
+    greeks = implied_vol_and_greeks(
+        rows["option_close"].to_numpy(),
+        rows["spy_close"].to_numpy(),
+        rows["strike"].to_numpy(),
+        rows["time_to_expiry_years"].to_numpy(),
+        inputs.risk_free_rate,
+        inputs.dividend_yield,
+        (rows["contract_type"] == "call").to_numpy(),
+    )
+    rows = rows.with_columns(
+        risk_free_rate=pl.lit(inputs.risk_free_rate),
+        dividend_yield=pl.lit(inputs.dividend_yield),
+        iv=greeks.iv,
+        delta=greeks.delta,
+        gamma=greeks.gamma,
+        theta_per_day=greeks.theta_per_day,
+        vega_per_point=greeks.vega_per_point,
+        rho_per_point=greeks.rho_per_point,
+        iv_reason=pl.Series(greeks.reason, dtype=pl.Int8),
+    )
+    return CONSOLIDATED.conform(rows)

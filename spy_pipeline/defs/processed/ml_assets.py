@@ -1,0 +1,143 @@
+"""training_dataset and features: what models train on, built from consolidated."""
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+    check_dagster_type,
+)
+from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
+from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableColumnConstraint
+from pydantic import Field
+
+from spy_pipeline import lake
+from spy_pipeline.defs.checks import checked_days
+from spy_pipeline.defs.metadata import markdown_table
+from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
+from spy_pipeline.defs.raw.assets import partition_days
+from spy_pipeline.defs.resources import ParquetStoreResource
+from spy_pipeline.features import DEFAULT_LAGS, build_features
+from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.targets import forward_targets
+
+
+class TrainingConfig(Config):
+    horizon_minutes: int = Field(default=120, ge=1, le=390, description="Targets at T+1 ... T+horizon minutes")
+    min_non_null_share: float = Field(default=0.5, ge=0.0, le=1.0, description="Drop rows with fewer targets")
+    forward_fill: bool = Field(default=False, description="Fill a target minute without a bar with the last price")
+
+
+class FeaturesConfig(Config):
+    lags_minutes: list[int] = Field(default=list(DEFAULT_LAGS), description="Lags of the change features, minutes")
+
+
+@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/training/{date}.parquet"})
+def training_dataset(
+    context: AssetExecutionContext, config: TrainingConfig, store: ParquetStoreResource
+) -> MaterializeResult:
+    """Consolidated rows with the same contract's option close at T+1 ... T+horizon minutes (float32
+    target_1 ... target_N; same day only; a minute without a bar stays null unless forward_fill)."""
+    days = partition_days(context)
+    files, kept, dropped = [], 0, 0
+    for day in days:
+        rows = lake.read_day(store.root, "consolidated", day, CONSOLIDATED)
+        frame = forward_targets(
+            rows,
+            day,
+            horizon=config.horizon_minutes,
+            price_column="option_close",
+            min_non_null_share=config.min_non_null_share,
+            forward_fill=config.forward_fill,
+        )
+        path = lake.day_file(store.root, "training", day)
+        files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
+        kept, dropped = kept + frame.height, dropped + rows.height - frame.height
+    return MaterializeResult(
+        metadata={
+            "partitions": len(days),
+            "rows": kept,
+            "rows_dropped_for_missing_targets": dropped,
+            "horizon_minutes": config.horizon_minutes,
+            "written_files": MetadataValue.json(files),
+        }
+    )
+
+
+@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/features/{date}.parquet"})
+def features(context: AssetExecutionContext, config: FeaturesConfig, store: ParquetStoreResource) -> MaterializeResult:
+    """SPY % changes over the lags, each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
+    days = partition_days(context)
+    files, rows = [], 0
+    for day in days:
+        frame = build_features(lake.read_day(store.root, "consolidated", day, CONSOLIDATED), config.lags_minutes)
+        path = lake.day_file(store.root, "features", day)
+        files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
+        rows += frame.height
+    return MaterializeResult(
+        metadata={
+            "partitions": len(days),
+            "rows": rows,
+            "lags_minutes": str(config.lags_minutes),
+            "written_files": MetadataValue.json(files),
+        }
+    )
+
+
+def _nullable_float(name: str) -> PandasColumn:
+    """A float column where NaN means "no value" (IV without a solution, a target minute without a bar)."""
+    return PandasColumn(name, constraints=[ColumnDTypeInSetConstraint({"float32", "float64"})])
+
+
+# For pandas users: what a training file must hold when loaded with pd.read_parquet.
+TrainingDataFrame = create_dagster_pandas_dataframe_type(
+    name="TrainingDataFrame",
+    description="processed/training/{date}.parquet: consolidated columns plus float32 target_1 ... target_N, "
+    "the same contract's option close N minutes later (null where it had no bar).",
+    columns=[
+        PandasColumn.string_column("ticker", non_nullable=True),
+        # polars writes microseconds; older pandas readers give nanoseconds: both are UTC instants
+        PandasColumn(
+            "timestamp",
+            constraints=[
+                ColumnDTypeInSetConstraint({"datetime64[us, UTC]", "datetime64[ns, UTC]"}),
+                NonNullableColumnConstraint(),
+            ],
+        ),
+        PandasColumn.categorical_column("contract_type", categories={"call", "put"}),
+        PandasColumn.float_column("strike", non_nullable=True),
+        PandasColumn.float_column("option_close", non_nullable=True),
+        PandasColumn.float_column("spy_close", non_nullable=True),
+        _nullable_float("iv"),
+        _nullable_float("delta"),
+        _nullable_float("target_1"),
+    ],
+)
+
+
+@asset_check(
+    asset=training_dataset,
+    blocking=True,
+    description="Each training file, loaded with pandas, satisfies the TrainingDataFrame type.",
+)
+def training_matches_pandas_type(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
+    folder = store.root.joinpath(*lake.FOLDERS["training"])
+    failures, checked = [], 0
+    for day in checked_days(context, folder):
+        path = lake.day_file(store.root, "training", day)
+        result = check_dagster_type(TrainingDataFrame, pl.read_parquet(path).to_pandas())
+        checked += 1
+        if not result.success:
+            failures.append([store.relative(path), result.description])
+    return AssetCheckResult(
+        passed=checked > 0 and not failures,
+        metadata={
+            "files_checked": checked,
+            "failures": markdown_table(["file", "problem"], failures or [["-", "none"]]),
+        },
+    )

@@ -1,0 +1,104 @@
+"""The options movement scanner: daily events, and a summary over a range of days."""
+
+import csv
+import datetime as dt
+
+import polars as pl
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from spy_pipeline import lake, storage
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.defs.metadata import markdown_table
+from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS
+from spy_pipeline.defs.raw.assets import partition_days
+from spy_pipeline.defs.raw.options_assets import raw_options_bars
+from spy_pipeline.defs.resources import ParquetStoreResource
+from spy_pipeline.scanner import movement_events, movement_summary
+from spy_pipeline.schemas import MINUTE_BARS
+
+
+class ScannerConfig(Config):
+    window_minutes: int = Field(default=120, ge=1, description="Reference: the minimum over this many minutes")
+    trigger_pct: float = Field(default=20.0, gt=0, description="An event starts this % above the reference")
+    sustain_pct: float = Field(default=10.0, gt=0, description="and lasts while the price stays this % above it")
+
+
+class SummaryConfig(Config):
+    trigger_pct: float = Field(default=20.0, gt=0, description="The trigger options_movement used")
+    start: str | None = Field(default=None, description="First day, YYYY-MM-DD (default: the earliest scanned)")
+    end: str | None = Field(default=None, description="Last day, YYYY-MM-DD (default: the latest scanned)")
+
+
+@asset(**PROCESSED_ASSET_ARGS, deps=[raw_options_bars], metadata={"path": "processed/options_movement/{date}.parquet"})
+def options_movement(
+    context: AssetExecutionContext, config: ScannerConfig, store: ParquetStoreResource
+) -> MaterializeResult:
+    """Per contract-day: events where an option's price rose >= 20% above its 120-minute minimum and
+    stayed >= 10% above it (start, end, duration, peak gain, trigger hour ET)."""
+    days = partition_days(context)
+    files, events = [], 0
+    for day in days:
+        bars = lake.read_day(store.root, "options", day, MINUTE_BARS)
+        frame = movement_events(bars, config.window_minutes, config.trigger_pct, config.sustain_pct)
+        path = lake.day_file(store.root, "movement", day)
+        files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
+        events += frame.height
+    return MaterializeResult(
+        metadata={
+            "partitions": len(days),
+            "events": events,
+            "written_files": MetadataValue.json(files),
+        }
+    )
+
+
+@asset(
+    group_name="reports",
+    deps=[options_movement],
+    kinds={"polars", "csv"},
+    metadata={"path": "reports/options_movement_summary.csv"},
+)
+def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource) -> MaterializeResult:
+    """The scanner's figures over a range of days: contract-days, bars, events per contract-day,
+    minutes and share above the trigger, durations, events by trigger hour (ET); also as CSV."""
+    folder = store.root.joinpath(*lake.FOLDERS["movement"])
+    scanned = sorted(cal.parse_date(p.stem) for p in folder.glob("*.parquet")) if folder.exists() else []
+    start = cal.parse_date(config.start) if config.start else (scanned[0] if scanned else None)
+    end = cal.parse_date(config.end) if config.end else (scanned[-1] if scanned else None)
+    days = [d for d in scanned if start and end and start <= d <= end]
+    if not days:
+        raise storage.StorageError(
+            f"no scanned days in {folder} between {start} and {end}: materialize options_movement first"
+        )
+    bars = pl.concat([lake.read_day(store.root, "options", d, MINUTE_BARS) for d in days])
+    events = pl.concat([pl.read_parquet(lake.day_file(store.root, "movement", d)) for d in days])
+    summary = movement_summary(bars, events, config.trigger_pct)
+    figures = {k: v for k, v in summary.items() if not isinstance(v, pl.DataFrame)}
+    by_hour = summary["events_by_trigger_hour"]
+    report = storage.dataset_dir(store.root, "reports") / f"options_movement_summary_{days[0]}_{days[-1]}.csv"
+    _write_csv(report, figures, by_hour)
+    return MaterializeResult(
+        metadata={
+            "first_day": str(days[0]),
+            "last_day": str(days[-1]),
+            "days": len(days),
+            "figures": markdown_table(["figure", "value"], [[k, v] for k, v in figures.items()]),
+            "events_by_trigger_hour_et": markdown_table(by_hour.columns, by_hour.rows()),
+            "events_per_contract_day": markdown_table(
+                summary["events_per_contract_day"].columns, summary["events_per_contract_day"].rows()
+            ),
+            "csv": MetadataValue.path(str(report)),
+        }
+    )
+
+
+def _write_csv(path, figures: dict, by_hour: pl.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{dt.datetime.now().timestamp():.0f}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["figure", "value"])
+        writer.writerows(figures.items())
+        writer.writerows([f"events_at_{hour:02d}h_et", count] for hour, count in by_hour.rows())
+    tmp.replace(path)

@@ -1,0 +1,256 @@
+"""Implied volatility + five greeks: spy_pipeline.black_scholes against py_vollib per row and pyvolr (Rust).
+
+Rows are SPY-like: spot ≈ 600, 1 minute to 60 days to expiry, strikes up to 3 standard deviations (sigma·√T) in
+or out of the money, volatility 8% to 60%, calls and puts, r and q scalars, prices from the model (unrounded).
+Ours is timed warm (median of repeats) with numba's threads and with one; the time to compile from scratch and
+the first call of a new process (kernels loaded from numba's cache) are measured in subprocesses and reported
+separately. py_vollib is timed per row (what a pandas `apply` does) on a sample, and is the accuracy oracle on
+that sample: implied volatilities, and greeks at the same volatility. pyvolr is timed with int8 ±1 flags, its
+fast path. Figures are merged into bench/results.json under "greeks".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from spy_pipeline import black_scholes as bs
+
+ROWS = 1_000_000
+SAMPLE = 20_000
+REPEATS = 5
+MINUTE = 1.0 / (365 * 24 * 60)
+RATE, DIVIDEND_YIELD = 0.045, 0.013
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "bench" / "results.json"
+FIRST_CALL = (
+    "import time; t = time.perf_counter(); from spy_pipeline import black_scholes as bs; "
+    "i = time.perf_counter(); bs.implied_vol_and_greeks(2.4, 49.0, 50.0, 0.38, 0.05, 0.0, True); "
+    "f = time.perf_counter(); bs.implied_vol_and_greeks([2.4] * 10_000, 49.0, 50.0, 0.38, 0.05, 0.0, True); "
+    "print(i - t, f - i, time.perf_counter() - f)"
+)
+
+
+def spy_like_rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    spot = 600.0 * np.exp(rng.normal(0.0, 0.02, n))
+    years = np.exp(rng.uniform(math.log(MINUTE), math.log(60 / 365), n))
+    sigma = rng.uniform(0.08, 0.60, n)
+    strike = np.round(spot * np.exp(rng.uniform(-3.0, 3.0, n) * sigma * np.sqrt(years)))
+    is_call = rng.random(n) < 0.5
+    value = bs.price(spot, strike, years, RATE, DIVIDEND_YIELD, sigma, is_call)
+    return {"price": value, "S": spot, "K": strike, "T": years, "sigma": sigma, "is_call": is_call}
+
+
+def _median_seconds(run: Callable[[], object], repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _ours(rows: dict[str, np.ndarray]) -> bs.GreeksResult:
+    return bs.implied_vol_and_greeks(
+        rows["price"], rows["S"], rows["K"], rows["T"], RATE, DIVIDEND_YIELD, rows["is_call"]
+    )
+
+
+def _first_call_in_new_process(cache_dir: str | None) -> dict[str, float]:
+    """Import, first 1-row call, first 10k-row (threaded) call, in seconds, in a fresh interpreter."""
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir  # empty: numba compiles everything
+    done = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True)
+    imported, first, threaded = (float(x) for x in done.stdout.split())
+    return {"import_s": imported, "first_call_s": first, "first_threaded_call_s": threaded}
+
+
+def _py_vollib_per_row(rows: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+    """Rows per second for IV + five greeks, one row at a time, and the implied volatilities (NaN: no answer)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from py_vollib.black_scholes_merton.greeks import analytical
+        from py_vollib.black_scholes_merton.implied_volatility import implied_volatility
+    n = rows["price"].size
+    ivs = np.full(n, np.nan)
+    started = time.perf_counter()
+    for i in range(n):
+        flag = "c" if rows["is_call"][i] else "p"
+        S, K, T = rows["S"][i], rows["K"][i], rows["T"][i]
+        try:
+            iv = implied_volatility(rows["price"][i], S, K, T, RATE, DIVIDEND_YIELD, flag)
+        except Exception:  # vollib's "below intrinsic" / "above maximum"
+            continue
+        for greek in (analytical.delta, analytical.gamma, analytical.theta, analytical.vega, analytical.rho):
+            greek(flag, S, K, T, RATE, iv, DIVIDEND_YIELD)
+        ivs[i] = iv
+    return n / (time.perf_counter() - started), ivs
+
+
+def _py_vollib_greeks_error(rows: dict[str, np.ndarray], result: bs.GreeksResult) -> float:
+    """Largest difference from py_vollib's analytical greeks at our implied volatility."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from py_vollib.black_scholes_merton.greeks import analytical
+    ours = {"delta": result.delta, "gamma": result.gamma, "theta": result.theta_per_day,
+            "vega": result.vega_per_point, "rho": result.rho_per_point}
+    worst = 0.0
+    for i in np.flatnonzero(result.reason == bs.OK):
+        flag = "c" if rows["is_call"][i] else "p"
+        args = (flag, rows["S"][i], rows["K"][i], rows["T"][i], RATE, result.iv[i], DIVIDEND_YIELD)
+        for name, values in ours.items():
+            worst = max(worst, abs(getattr(analytical, name)(*args) - values[i]))
+    return worst
+
+
+def _pyvolr(rows: dict[str, np.ndarray], sample: dict[str, np.ndarray]) -> dict[str, object]:
+    try:
+        from pyvolr import bs as pyvolr_bs
+    except ImportError as exc:
+        return {"available": False, "why": f"{exc} (pip install -e '.[bench]')"}
+    import pyvolr
+
+    def run(r: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        flags = np.where(r["is_call"], 1, -1).astype(np.int8)
+        iv = pyvolr_bs.implied_vol(r["price"], flags, r["S"], r["K"], r["T"], RATE, DIVIDEND_YIELD, on_error="ignore")
+        return iv, pyvolr_bs.greeks(flags, r["S"], r["K"], r["T"], RATE, iv, DIVIDEND_YIELD)
+
+    run(sample)
+    seconds = _median_seconds(lambda: run(rows))
+    iv, _ = run(sample)
+    return {"available": True, "version": pyvolr.__version__, "rows_per_s": rows["price"].size / seconds,
+            "sample_iv": iv}
+
+
+def _iv_errors(ivs: np.ndarray, oracle: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max abs difference from py_vollib where both answer: all rows, and rows whose price pins sigma to 1e-9."""
+    from py_vollib.black_scholes_merton.greeks import analytical
+
+    both = np.isfinite(ivs) & (oracle > 0)
+    error = np.abs(ivs - oracle)
+    scale = rows["S"] + rows["K"]  # bounds the rounding of a price and of its intrinsic value
+    vega = np.array([analytical.vega("c", s, k, t, RATE, v, DIVIDEND_YIELD) if v > 0 else 0.0
+                     for s, k, t, v in zip(rows["S"], rows["K"], rows["T"], oracle, strict=True)]) / 0.01
+    well_posed = both & (np.finfo(float).eps * scale < 1e-9 * vega)
+    return {
+        "rows_compared": int(both.sum()),
+        "max_abs_iv_error": float(error[both].max()),
+        "well_posed_rows": int(well_posed.sum()),
+        "max_abs_iv_error_well_posed": float(error[well_posed].max()),
+    }
+
+
+def _merge_results(figures: dict[str, object]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        results = json.loads(RESULTS.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        results = {}
+    results["greeks"] = figures
+    with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, suffix=".tmp", delete=False) as tmp:
+        json.dump(results, tmp, indent=2, sort_keys=True)
+        tmp.write("\n")
+    os.replace(tmp.name, RESULTS)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as empty_cache:
+        compile_cold = _first_call_in_new_process(empty_cache)
+    rows = spy_like_rows(ROWS)
+    _ours(rows)  # warm: fills numba's cache for the next process
+    cached = _first_call_in_new_process(None)
+
+    threads = numba.get_num_threads()
+    result = _ours(rows)
+    threaded_s = _median_seconds(lambda: _ours(rows))
+    numba.set_num_threads(1)
+    try:
+        single_s = _median_seconds(lambda: _ours(rows))
+    finally:
+        numba.set_num_threads(threads)
+    ours_rate, single_rate = ROWS / threaded_s, ROWS / single_s
+
+    pick = np.random.default_rng(1).choice(ROWS, SAMPLE, replace=False)
+    sample = {k: v[pick] for k, v in rows.items()}
+    vollib_rate, oracle = _py_vollib_per_row(sample)
+    ours_sample = _ours(sample)
+    ours_errors = _iv_errors(np.where(ours_sample.reason == bs.OK, ours_sample.iv, np.nan), oracle, sample)
+    greeks_error = _py_vollib_greeks_error(sample, ours_sample)
+    peer = _pyvolr(rows, sample)
+
+    reasons = np.bincount(result.reason, minlength=len(bs.REASONS))
+    print(f"implied volatility + 5 greeks, {ROWS:,} SPY-like rows ({numba.get_num_threads()} numba threads, "
+          f"{os.cpu_count()} CPUs; median of {REPEATS}):")
+    print(f"  {'':28s} {'rows/s':>12s} {'vs py_vollib':>13s} {'vs pyvolr':>10s} {'max |IV err|':>13s}")
+    pyvolr_rate = peer.get("rows_per_s")
+
+    def line(name: str, rate: float, iv_error: float | None) -> None:
+        versus_pyvolr = f"{rate / pyvolr_rate:9.2f}x" if pyvolr_rate else f"{'-':>10s}"
+        err = f"{iv_error:13.1e}" if iv_error is not None else f"{'(oracle)':>13s}"
+        print(f"  {name:28s} {rate:12,.0f} {rate / vollib_rate:12.0f}x {versus_pyvolr} {err}")
+
+    line(f"ours, {threads} threads", ours_rate, ours_errors["max_abs_iv_error_well_posed"])
+    line("ours, 1 thread", single_rate, ours_errors["max_abs_iv_error_well_posed"])
+    line(f"py_vollib per row ({SAMPLE:,})", vollib_rate, None)
+    pyvolr_errors = None
+    if peer["available"]:
+        pyvolr_errors = _iv_errors(peer["sample_iv"], oracle, sample)
+        line(f"pyvolr {peer['version']} (int8 flags)", pyvolr_rate, pyvolr_errors["max_abs_iv_error_well_posed"])
+    else:
+        print(f"  pyvolr: not importable: {peer['why']}")
+    print(f"  IV error vs py_vollib on {SAMPLE:,} rows: {ours_errors['max_abs_iv_error_well_posed']:.1e} on the "
+          f"{ours_errors['well_posed_rows']:,} whose price pins sigma to 1e-9; "
+          f"{ours_errors['max_abs_iv_error']:.1e} over all {ours_errors['rows_compared']:,} (hard rows: time "
+          f"value lost in the price's rounding)")
+    if pyvolr_errors:
+        print(f"  pyvolr on the same rows: {pyvolr_errors['max_abs_iv_error_well_posed']:.1e} well-posed, "
+              f"{pyvolr_errors['max_abs_iv_error']:.1e} over all")
+    print(f"  greeks vs py_vollib analytical at the same sigma: max abs error {greeks_error:.1e}")
+    print(f"  reasons on {ROWS:,} rows: " + ", ".join(f"{bs.REASONS[c].split(':')[0]} {n:,}"
+                                                     for c, n in enumerate(reasons) if n))
+    print(f"  compile from scratch (new process, empty numba cache): first call {compile_cold['first_call_s']:.2f} s"
+          f" + threaded kernel {compile_cold['first_threaded_call_s']:.2f} s")
+    print(f"  new process, numba cache warm: import {cached['import_s']:.2f} s, first call "
+          f"{cached['first_call_s']:.2f} s, first threaded call {cached['first_threaded_call_s']:.2f} s")
+
+    _merge_results({
+        "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": ROWS,
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "ours_rows_per_s": ours_rate,
+        "ours_single_thread_rows_per_s": single_rate,
+        "py_vollib_per_row_rows_per_s": vollib_rate,
+        "ratio_vs_py_vollib": ours_rate / vollib_rate,
+        "pyvolr": (
+            {"version": peer["version"], "rows_per_s": pyvolr_rate, "ratio_ours_vs_pyvolr": ours_rate / pyvolr_rate,
+             **(pyvolr_errors or {})}
+            if peer["available"] else {"available": False, "why": peer["why"]}
+        ),
+        "iv_error_vs_py_vollib": {"sample_rows": SAMPLE, **ours_errors},
+        "greeks_max_abs_error_vs_py_vollib": greeks_error,
+        "reasons": {bs.REASONS[c]: int(n) for c, n in enumerate(reasons)},
+        "compile_from_scratch_s": compile_cold,
+        "new_process_cached_s": cached,
+        "note": "rates exclude warm-up; py_vollib timed per row (IV + 5 greeks) on the sample; pyvolr with int8 flags",
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The processed layer through Dagster: a sandbox day from raw to consolidated, training, features, scanner."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.definitions import DAILY_ASSETS, defs
+from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
+from spy_pipeline.defs.processed.scanner_assets import options_movement_summary
+from spy_pipeline.defs.raw.assets import raw_spy_bars
+from spy_pipeline.defs.raw.checks import RAW_CHECKS
+from spy_pipeline.defs.raw.reference_assets import corporate_actions
+from spy_pipeline.schemas import CONSOLIDATED
+
+DAY = "2025-01-08"
+RESOURCES = defs.resources
+
+
+def _range(start: str, end: str) -> dict[str, str]:
+    return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory: pytest.TempPathFactory):
+    data_dir = tmp_path_factory.mktemp("lake") / "data"
+    with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
+        patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
+        for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL"):
+            patch.delenv(name, raising=False)
+        assert materialize([corporate_actions], resources=RESOURCES, instance=instance).success
+        previous = cal.previous_trading_day(DAY).isoformat()
+        assert materialize([raw_spy_bars], resources=RESOURCES, instance=instance, partition_key=previous).success
+        result = materialize([*DAILY_ASSETS, *RAW_CHECKS, *PROCESSED_CHECKS], resources=RESOURCES,
+                             instance=instance, tags=_range(DAY, DAY))
+        summary = materialize([options_movement_summary], resources=RESOURCES, instance=instance,
+                              selection=AssetSelection.assets(options_movement_summary))
+        yield data_dir, result, summary
+
+
+def test_the_whole_day_succeeds_with_every_check_passing(materialized) -> None:
+    _, result, summary = materialized
+    assert result.success and summary.success
+    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    assert failed == []
+    names = {e.check_name for e in result.get_asset_check_evaluations()}
+    assert {"consolidated_rows_are_valid", "consolidated_iv_availability", "training_matches_pandas_type"} <= names
+
+
+def test_consolidated_has_a_row_for_every_option_bar_in_the_session(materialized) -> None:
+    data_dir, _, _ = materialized
+    bars = pl.read_parquet(data_dir / "raw" / "options" / f"{DAY}.parquet")
+    bounds = cal.session_bounds(DAY)
+    expected = bars.filter(pl.col("timestamp").is_between(bounds.open, bounds.close, closed="left")).height
+    frame = pl.read_parquet(data_dir / "processed" / "consolidated" / f"{DAY}.parquet")
+    assert frame.height == expected and frame.schema == CONSOLIDATED.polars_schema
+    assert frame["iv_reason"].eq(0).mean() > 0.9
+    assert frame["rsi_14"].is_nan().sum() == 0  # warmed up on the previous day
+
+
+def test_training_features_and_events_are_written(materialized) -> None:
+    data_dir, _, summary = materialized
+    training = pl.read_parquet(data_dir / "processed" / "training" / f"{DAY}.parquet")
+    assert "target_120" in training.columns and training["target_1"].dtype == pl.Float32
+    features = pl.read_parquet(data_dir / "processed" / "features" / f"{DAY}.parquet")
+    assert {"spy_pct_change_5m", "iv_change_5m", "atm_iv", "iv_minus_atm"} <= set(features.columns)
+    events = pl.read_parquet(data_dir / "processed" / "options_movement" / f"{DAY}.parquet")
+    assert {"ticker", "start", "end", "peak_gain_pct"} <= set(events.columns)
+    [event] = summary.get_asset_materialization_events()
+    meta = event.step_materialization_data.materialization.metadata
+    csv = Path(meta["csv"].value)
+    assert csv.exists() and csv.is_relative_to(data_dir / "reports")
+    assert "events_per_contract_day_median" in meta["figures"].value
