@@ -11,8 +11,7 @@ import pytest
 from spy_pipeline.sandbox.server import SandboxServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
-FIXTURES_DIR = SHARED_DIR / "polygon-fixtures"
+FIXTURES_DIR = Path(__file__).resolve().parent / "polygon_fixtures"
 SANDBOX_KEY = "test-key-5f1c2a9e"
 
 
