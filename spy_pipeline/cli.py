@@ -1,4 +1,5 @@
-"""The `spy-pipeline` command: `run` (the main backfill) and `sandbox serve`."""
+"""The `spy-pipeline` command: `run` (the main backfill), `status` (what the Dagster instance holds) and
+`sandbox serve`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="backfill every asset for the last N trading days up to an end date")
     run.add_argument("--end", help="last day, YYYY-MM-DD (default: SPY_PIPELINE_RUN_END_DATE)")
     run.add_argument("--days", type=int, help="number of trading days (default: SPY_PIPELINE_RUN_DAYS)")
+    commands.add_parser(
+        "status", help="partitions materialized per asset, failed asset checks, last run per job (DAGSTER_HOME)"
+    )
     sandbox = commands.add_parser("sandbox", help="the Polygon-compatible sandbox")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1 until interrupted")
@@ -31,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "status":
+            return _status()
         return _serve(args)
     except (ConfigError, cal.TradingCalendarError) as exc:
         print(f"spy-pipeline: {exc}", file=sys.stderr)
@@ -62,6 +68,13 @@ def _run(args: argparse.Namespace) -> int:
     print("\n".join(summary.lines))
     print(f"Run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
     return 0 if summary.success else 1
+
+
+def _status() -> int:
+    from spy_pipeline.operations.status import report_status
+
+    print(report_status(Path.cwd()))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from spy_pipeline.defs.operations import OPERATIONS_ASSETS, OPERATIONS_JOBS, OPERATIONS_SCHEDULES
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
 from spy_pipeline.defs.processed.ml_assets import features, training_dataset
@@ -35,8 +36,9 @@ reports_job = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS],
+    assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS],
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
-    jobs=[daily_backfill_job, reference_data_job, reports_job],
+    jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS],
+    schedules=[*OPERATIONS_SCHEDULES],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
 )
