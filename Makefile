@@ -13,12 +13,13 @@ PYTHON312 := $(shell \
   elif [ -x "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version 2>/dev/null)/bin/python" ]; then echo "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version)/bin/python"; \
   fi)
 
-.PHONY: help run test dev lint bench venv clean
+.PHONY: help run test dev dev-postgres postgres-binaries lint bench venv clean
 
 help:
 	@echo "make run    backfill the asset graph for the last trading days against the embedded sandbox"
 	@echo "make test   run the test suite"
 	@echo "make dev    open the Dagster UI (and daemon) on http://127.0.0.1:3000"
+	@echo "make dev-postgres   the same on the production instance profile (PostgreSQL; DAGSTER_PG_* variables)"
 	@echo "make lint   ruff"
 	@echo "make bench  benchmarks, printing figures and ratios"
 
@@ -39,11 +40,40 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/spy-pipeline run
 
-test: $(STAMP)
+# The tests start a real PostgreSQL server from Debian's binaries (spy_pipeline_tests/test_postgres_instance.py).
+PG_INITDB_FOUND := ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1
+
+postgres-binaries:
+	@if ! { $(PG_INITDB_FOUND); }; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's postgresql package: the tests start a real PostgreSQL server."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL's server binaries (initdb, pg_ctl) are missing, so test_postgres_instance.py will fail: run 'sudo apt-get install postgresql' first."; \
+	  fi; \
+	fi
+
+test: $(STAMP) postgres-binaries
 	$(PY) -m pytest
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+# The production instance profile (PostgreSQL) in its own DAGSTER_HOME. Host, port, user and database default to
+# 127.0.0.1:5432, dagster, dagster; DAGSTER_PG_PASSWORD must be set (it may be empty for trust authentication).
+PG_DAGSTER_HOME := $(CURDIR)/.dagster_home_pg
+PG_PROFILE := spy_pipeline/deploy/postgres/dagster.yaml
+
+$(PG_DAGSTER_HOME)/dagster.yaml: $(PG_PROFILE)
+	@mkdir -p $(PG_DAGSTER_HOME)
+	cp $(PG_PROFILE) $@
+
+dev-postgres: $(STAMP) $(PG_DAGSTER_HOME)/dagster.yaml
+	@if [ -z "$${DAGSTER_PG_PASSWORD+set}" ]; then \
+	  echo "Set DAGSTER_PG_PASSWORD (and DAGSTER_PG_HOST/PORT/USER/DB unless 127.0.0.1, 5432, dagster, dagster)."; exit 1; fi
+	DAGSTER_HOME=$(PG_DAGSTER_HOME) DAGSTER_PG_HOST=$${DAGSTER_PG_HOST:-127.0.0.1} \
+	  DAGSTER_PG_PORT=$${DAGSTER_PG_PORT:-5432} DAGSTER_PG_USER=$${DAGSTER_PG_USER:-dagster} \
+	  DAGSTER_PG_DB=$${DAGSTER_PG_DB:-dagster} $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

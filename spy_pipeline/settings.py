@@ -76,6 +76,15 @@ class Settings(BaseSettings):
                 raise ValueError("at least one ticker is required")
         return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _local_data_dir(cls, value: object) -> object:
+        if isinstance(value, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+            raise ValueError(
+                "object storage URIs are not supported by the assets yet: use a local or mounted folder"
+            )
+        return value
+
     @field_validator("polygon_base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:

@@ -2,32 +2,47 @@
 
 One file per (dataset, trading day). A reader sees either the old file or the new one, never a
 partial write: data goes to a temporary file in the same folder, is fsynced, then renamed.
+
+The data dir is a local folder (the Path functions below, which every module calls today) or, through
+`DataRoot`, any location that pyarrow's filesystems open: `s3://bucket/prefix`, `gs://...`, `hdfs://...`,
+`file:///abs/path` or a plain path; fsspec's filesystems (`memory://`, and any that an installed fsspec
+plug-in brings) are the fallback for schemes pyarrow does not know. A `DataRoot` on the local filesystem
+delegates to the Path functions, so `file://` and plain paths behave exactly as today.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
 
 from spy_pipeline.schemas import DatasetSchema
 
 _SAFE_PART = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,40}\Z")
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 
 class StorageError(ValueError):
     """A path outside the data dir, or a file that does not hold what it should."""
 
 
-def dataset_dir(data_dir: Path, *parts: str) -> Path:
-    """A folder under the data dir; every part must be a plain lowercase name (no '/', '..')."""
+def _check_parts(parts: tuple[str, ...]) -> None:
     for part in parts:
         if not _SAFE_PART.fullmatch(part):
             raise StorageError(f"unsafe dataset path component {part!r}")
+
+
+def dataset_dir(data_dir: Path, *parts: str) -> Path:
+    """A folder under the data dir; every part must be a plain lowercase name (no '/', '..')."""
+    _check_parts(parts)
     root = data_dir.resolve()
     folder = root.joinpath(*parts).resolve()
     if root != folder and root not in folder.parents:
@@ -44,6 +59,7 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a dataset file is as readable as any other file
         with os.fdopen(fd, "wb") as handle:
             frame.write_parquet(handle, compression="zstd", statistics=True)
             handle.flush()
@@ -54,6 +70,12 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> int:
         raise
     _fsync_dir(path.parent)
     return path.stat().st_size
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -68,10 +90,142 @@ def read_partition(path: Path, schema: DatasetSchema) -> pl.DataFrame:
     """Read one partition file and insist it has the declared schema."""
     if not path.exists():
         raise StorageError(f"{path} does not exist: materialize that partition first")
+    return _checked_frame(path, str(path), schema)
+
+
+def _checked_frame(source: Path | io.BytesIO, label: str, schema: DatasetSchema) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(source)
     except Exception as exc:  # polars raises several types for corrupt files
-        raise StorageError(f"{path} is not a readable Parquet file: {exc}") from None
+        raise StorageError(f"{label} is not a readable Parquet file: {exc}") from None
     if not schema.matches(frame.schema):
-        raise StorageError(f"{path} does not have the {schema.name} schema: {dict(frame.schema)}")
+        raise StorageError(f"{label} does not have the {schema.name} schema: {dict(frame.schema)}")
     return frame
+
+
+# --- data dirs given as URIs ------------------------------------------------------------------
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """True for `scheme://...` (s3://, file://, ...); a Path never is one (Path('s3://b') collapses to 's3:/b')."""
+    return isinstance(location, str) and _URI.match(location) is not None
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """The data dir on one filesystem: `fs` holds the datasets under the folder or key prefix `base`.
+
+    Paths handed out and taken back (`dataset_path`, `partition_path`, `write_parquet`, `read_partition`)
+    are paths inside `fs` as strings, e.g. `bucket/prefix/raw/spy/2025-01-08.parquet` for S3 or an absolute
+    path for the local filesystem; `uri(path)` is the form to show a person.
+    """
+
+    fs: pafs.FileSystem
+    base: str
+    display_base: str
+
+    @classmethod
+    def from_location(cls, location: str | os.PathLike[str]) -> DataRoot:
+        """A local path (relative paths resolve against the working directory, `~` expands) or a URI.
+
+        S3 note: pyarrow looks up the bucket's region when it opens `s3://bucket/...` unless the URI names
+        it (`s3://bucket/prefix?region=us-east-1`); credentials come from the usual AWS environment.
+        """
+        if not is_uri(location):
+            base = str(Path(location).expanduser().resolve())
+            return cls(pafs.LocalFileSystem(), base, base)
+        location = str(location)
+        try:
+            fs, path = pafs.FileSystem.from_uri(location)
+        except pa.ArrowInvalid:  # a scheme pyarrow has no filesystem for
+            fs, path = _fsspec_filesystem(location)
+        if isinstance(fs, pafs.LocalFileSystem):
+            base = str(Path(path).resolve())
+            return cls(fs, base, base)
+        base = path.rstrip("/")
+        segments = base.lstrip("/").split("/")
+        if not base.strip("/") or any(segment in {"", ".", ".."} for segment in segments):
+            raise StorageError(f"{location!r} needs a bucket (and optional prefix) without '.', '..' or '//'")
+        display_base = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+        return cls(fs, base, display_base)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def dataset_path(self, *parts: str) -> str:
+        """A folder (key prefix) under the data dir, with the same rules as `dataset_dir`."""
+        if self.is_local:
+            return str(dataset_dir(Path(self.base), *parts))
+        _check_parts(parts)
+        return "/".join([self.base, *parts])
+
+    def partition_path(self, day: dt.date, *parts: str) -> str:
+        if self.is_local:
+            return str(partition_file(Path(self.base), day, *parts))
+        return f"{self.dataset_path(*parts)}/{day.isoformat()}.parquet"
+
+    def relative(self, path: str) -> str:
+        """`path` relative to the data dir ('raw/spy/2025-01-08.parquet'); refuses a path outside it."""
+        if self.is_local:
+            return str(Path(path).relative_to(self.base))
+        if not path.startswith(self.base + "/"):
+            raise StorageError(f"{path} is outside the data dir {self.display_base}")
+        relative = path[len(self.base) + 1 :]
+        if any(segment in {"", ".", ".."} for segment in relative.split("/")):
+            raise StorageError(f"{path} is outside the data dir {self.display_base}")
+        return relative
+
+    def uri(self, path: str) -> str:
+        """How to show `path`: the local path itself, or the data dir's URI joined with the relative key."""
+        return path if self.is_local else f"{self.display_base}/{self.relative(path)}"
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
+    def write_parquet(self, frame: pl.DataFrame, path: str) -> int:
+        """Write `frame` to `path` so that readers see the old object or the new one; returns its size.
+
+        Local filesystem: `write_parquet_atomic` (temp file in the same folder, fsync, rename, fsync the
+        folder). Object stores have no rename (S3's "move" is a copy then a delete, neither atomic nor
+        cheap), but an object only becomes visible once its upload completes: a single PUT, or the
+        completion of a multipart upload, replaces the whole object at once. So the Parquet bytes are built
+        in memory first (a failing serialisation never reaches the store) and then sent to the final key in
+        one upload; an upload that fails is never completed and the previous object stays as it was.
+        """
+        if self.is_local:
+            return write_parquet_atomic(frame, Path(path))
+        self.relative(path)  # the same refusal as for reads: nothing outside the data dir
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        data = buffer.getvalue()
+        try:
+            stream = self.fs.open_output_stream(path)
+        except FileNotFoundError:  # a hierarchical filesystem (HDFS, mock) wants the folder; object stores never
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            stream = self.fs.open_output_stream(path)
+        with stream:
+            stream.write(data)
+        return len(data)
+
+    def read_partition(self, path: str, schema: DatasetSchema) -> pl.DataFrame:
+        """`read_partition` for any filesystem: the whole object is read, then checked against `schema`."""
+        if self.is_local:
+            return read_partition(Path(path), schema)
+        label = self.uri(path)
+        if not self.exists(path):
+            raise StorageError(f"{label} does not exist: materialize that partition first")
+        with self.fs.open_input_file(path) as handle:
+            data = handle.readall()
+        return _checked_frame(io.BytesIO(data), label, schema)
+
+
+def _fsspec_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """An fsspec filesystem (memory://, or one an installed plug-in registers) wrapped for pyarrow."""
+    import fsspec  # dagster requires it (through universal_pathlib); imported only for such schemes
+
+    try:
+        fs, path = fsspec.core.url_to_fs(location)
+    except (ValueError, ImportError) as exc:
+        raise StorageError(f"no filesystem for {location!r}: {exc}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path

@@ -249,3 +249,9 @@ def test_ticker_pattern_rejects_a_trailing_newline() -> None:
     """TICKER_PATTERN also guards Dagster run-config tickers, which are not stripped first."""
     assert TICKER_PATTERN.match("SPY")
     assert TICKER_PATTERN.match("SPY\n") is None
+
+
+def test_an_object_storage_data_dir_is_refused_until_the_assets_support_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", "s3://bucket/prefix")
+    with pytest.raises(ConfigError, match="SPY_PIPELINE_DATA_DIR: object storage URIs are not supported"):
+        load_settings()

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 
 from spy_pipeline.schemas import MINUTE_BARS, UTC_TIMESTAMP
 from spy_pipeline.storage import (
+    DataRoot,
     StorageError,
     dataset_dir,
+    is_uri,
     partition_file,
     read_partition,
     write_parquet_atomic,
@@ -290,3 +295,148 @@ def test_matches_compares_column_names_and_dtypes() -> None:
     assert MINUTE_BARS.matches(equity_bars().schema)
     assert not MINUTE_BARS.matches(equity_bars().drop("ticker").schema)
     assert not MINUTE_BARS.matches(equity_bars().with_columns(pl.col("open").cast(pl.Float32)).schema)
+
+
+# --- DataRoot: the data dir as a URI (file://, object stores through pyarrow/fsspec) ----------
+
+
+@pytest.fixture
+def memory_root(tmp_path: Path) -> Iterator[DataRoot]:
+    """An object store stand-in: fsspec's in-memory filesystem (no rename, objects written whole)."""
+    bucket = f"bucket-{tmp_path.name.lower().replace('_', '-')}"
+    root = DataRoot.from_location(f"memory://{bucket}/prefix")
+    yield root
+    root.fs.delete_dir_contents(f"/{bucket}", missing_dir_ok=True)
+
+
+def test_is_uri_tells_uris_from_paths() -> None:
+    assert is_uri("s3://bucket/prefix") and is_uri("file:///tmp/data") and is_uri("memory://b/p")
+    assert not is_uri("data") and not is_uri("/abs/data") and not is_uri(Path("s3://bucket"))
+
+
+@pytest.mark.parametrize("form", ["path", "relative", "file-uri"])
+def test_a_local_data_root_gives_the_path_functions_paths(data_dir: Path, form: str) -> None:
+    data_dir.mkdir()
+    location = {"path": str(data_dir), "relative": "data", "file-uri": data_dir.as_uri()}[form]
+    root = DataRoot.from_location(location)  # isolated_env chdirs to data_dir's parent
+    assert root.is_local
+    assert root.dataset_path("raw", "spy") == str(dataset_dir(data_dir, "raw", "spy"))
+    assert root.partition_path(DAY, "raw", "spy") == str(partition_file(data_dir, DAY, "raw", "spy"))
+    assert root.uri(root.partition_path(DAY, "raw", "spy")) == str(partition_file(data_dir, DAY, "raw", "spy"))
+
+
+def test_a_local_data_root_writes_atomically_through_write_parquet_atomic(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = DataRoot.from_location(data_dir.as_uri())
+    path = root.partition_path(DAY, "raw", "spy")
+    assert root.write_parquet(equity_bars(2), path) == Path(path).stat().st_size
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        root.write_parquet(equity_bars(9), path)
+    monkeypatch.undo()
+    assert temp_files(Path(path).parent) == []
+    assert root.read_partition(path, MINUTE_BARS).equals(equity_bars(2))
+    assert root.relative(path) == "raw/spy/2025-01-08.parquet"
+
+
+def test_an_object_store_round_trip(memory_root: DataRoot) -> None:
+    path = memory_root.partition_path(DAY, "raw", "spy")
+    assert path == f"{memory_root.base}/raw/spy/2025-01-08.parquet"
+    assert not memory_root.is_local and not memory_root.exists(path)
+    size = memory_root.write_parquet(equity_bars(), path)
+    assert size == memory_root.fs.get_file_info(path).size > 0
+    assert memory_root.read_partition(path, MINUTE_BARS).equals(equity_bars())
+    assert memory_root.relative(path) == "raw/spy/2025-01-08.parquet"
+    assert memory_root.uri(path).startswith("memory://bucket-") and memory_root.uri(path).endswith(
+        "/prefix/raw/spy/2025-01-08.parquet"
+    )
+
+
+def test_an_object_store_write_replaces_the_object_and_leaves_nothing_else(memory_root: DataRoot) -> None:
+    path = memory_root.partition_path(DAY, "raw", "spy")
+    memory_root.write_parquet(equity_bars(2), path)
+    memory_root.write_parquet(equity_bars(7), path)
+    assert memory_root.read_partition(path, MINUTE_BARS).height == 7
+    listing = memory_root.fs.get_file_info(pafs.FileSelector(memory_root.base, recursive=True))
+    assert [info.path for info in listing if info.type == pafs.FileType.File] == [path]
+
+
+def test_a_failed_object_store_write_keeps_the_old_object(
+    memory_root: DataRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = memory_root.partition_path(DAY, "raw", "spy")
+    memory_root.write_parquet(equity_bars(2), path)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        memory_root.write_parquet(equity_bars(9), path)
+    monkeypatch.undo()
+    assert memory_root.read_partition(path, MINUTE_BARS).equals(equity_bars(2))
+
+
+def test_a_failed_first_object_store_write_leaves_no_object(
+    memory_root: DataRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = memory_root.partition_path(DAY, "raw", "spy")
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write)
+    with pytest.raises(OSError):
+        memory_root.write_parquet(equity_bars(), path)
+    assert not memory_root.exists(path)
+
+
+@pytest.mark.parametrize("part", UNSAFE_PARTS)
+def test_an_object_store_root_rejects_unsafe_components(memory_root: DataRoot, part: str) -> None:
+    with pytest.raises(StorageError, match="unsafe dataset path component"):
+        memory_root.partition_path(DAY, "raw", part)
+
+
+@pytest.mark.parametrize("suffix", ["-other/raw/spy/2025-01-08.parquet", "/raw/../../x.parquet", "//x.parquet"])
+def test_an_object_store_root_refuses_paths_outside_it(memory_root: DataRoot, suffix: str) -> None:
+    outside = memory_root.base + suffix
+    with pytest.raises(StorageError, match="outside the data dir"):
+        memory_root.write_parquet(equity_bars(), outside)
+    with pytest.raises(StorageError, match="outside the data dir"):
+        memory_root.read_partition(outside, MINUTE_BARS)
+
+
+@pytest.mark.parametrize("location", ["memory://bucket/a/../b", "memory://bucket//b", "memory://", "mock:///"])
+def test_a_data_root_uri_must_name_a_plain_bucket_and_prefix(location: str) -> None:
+    with pytest.raises(StorageError):
+        DataRoot.from_location(location)
+
+
+def test_an_unknown_scheme_is_a_storage_error() -> None:
+    with pytest.raises(StorageError, match="no filesystem for"):
+        DataRoot.from_location("nosuchscheme://bucket/prefix")
+
+
+def test_object_store_reads_check_existence_bytes_and_schema(memory_root: DataRoot) -> None:
+    path = memory_root.partition_path(DAY, "raw", "spy")
+    with pytest.raises(StorageError, match="does not exist") as missing:
+        memory_root.read_partition(path, MINUTE_BARS)
+    assert memory_root.uri(path) in str(missing.value)
+    with memory_root.fs.open_output_stream(path) as stream:
+        stream.write(b"this is not parquet at all" * 20)
+    with pytest.raises(StorageError, match="not a readable Parquet file"):
+        memory_root.read_partition(path, MINUTE_BARS)
+    memory_root.write_parquet(equity_bars().drop("vwap"), path)
+    with pytest.raises(StorageError, match="does not have the minute_bars schema"):
+        memory_root.read_partition(path, MINUTE_BARS)
+
+
+def test_a_hierarchical_filesystem_gets_its_folders_created() -> None:
+    root = DataRoot.from_location("mock:///bucket/prefix")  # pyarrow's mock filesystem refuses files without folders
+    path = root.partition_path(DAY, "raw", "options", "contracts")
+    root.write_parquet(equity_bars(), path)
+    assert root.read_partition(path, MINUTE_BARS).equals(equity_bars())
+    assert root.uri(path) == "mock:///bucket/prefix/raw/options/contracts/2025-01-08.parquet"
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        target = tmp_path / "raw" / "spy" / "2025-01-08.parquet"
+        write_parquet_atomic(pl.DataFrame({"x": [1]}), target)
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o644
