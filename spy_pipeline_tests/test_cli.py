@@ -1,5 +1,6 @@
 """The commands a user types: `spy-pipeline run`, `spy-pipeline sandbox serve`, `dagster asset materialize`."""
 
+import json
 import os
 import socket
 import subprocess
@@ -40,6 +41,8 @@ def test_run_backfills_the_last_trading_days_and_prints_a_summary(tmp_path: Path
         assert str(file) in result.stdout and f"{pl.read_parquet(file).height:,} rows" in result.stdout
     assert "embedded_sandbox" in result.stderr  # said once, in the log
     assert result.stderr.count("embedded_sandbox") == 1
+    [line] = [json.loads(line) for line in result.stderr.splitlines() if '"embedded_sandbox"' in line]
+    assert line["run_id"] and line["level"] == "info"  # structured logs carry the Dagster run id
     assert any((tmp_path / "home").rglob("*.db")), "runs are recorded in the Dagster instance"
 
 

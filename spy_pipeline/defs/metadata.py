@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
@@ -32,3 +33,9 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> MetadataValue:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return MetadataValue.md("\n".join(lines))
+
+
+def timing(started: float, rows: int) -> dict[str, Any]:
+    """How long a materialization took and its throughput, from a time.monotonic() start."""
+    seconds = max(time.monotonic() - started, 1e-9)
+    return {"duration_s": round(seconds, 3), "rows_per_s": round(rows / seconds, 1)}

@@ -6,6 +6,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import polars as pl
+import structlog
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
@@ -24,6 +25,19 @@ def settings_with_logging() -> Settings:
     return settings
 
 
+def bind_run_to_logs(context: InitResourceContext) -> None:
+    """Every structured log line of this process carries the run id and its partition(s)."""
+    run = context.dagster_run
+    if run is None:
+        return
+    tags = run.tags
+    partition = tags.get("dagster/partition") or "...".join(
+        key for key in (tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end"))
+        if key
+    )
+    structlog.contextvars.bind_contextvars(run_id=run.run_id, partition=partition or None)
+
+
 class PolygonResource(ConfigurableResource):
     """Polygon.io through the official client; the embedded sandbox when no POLYGON_API_KEY is set.
 
@@ -39,6 +53,7 @@ class PolygonResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         settings = settings_with_logging()
+        bind_run_to_logs(context)
         self._stack = ExitStack()
         self._client = self._stack.enter_context(open_polygon(settings, self.requests_per_minute))
 

@@ -1,5 +1,7 @@
 """consolidated: one row per option contract per minute, with indicators, news, greeks and IV."""
 
+import time
+
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -15,7 +17,7 @@ from pydantic import Field
 from spy_pipeline import lake
 from spy_pipeline.black_scholes import REASONS
 from spy_pipeline.consolidate import consolidate_day
-from spy_pipeline.defs.metadata import markdown_table, table_schema
+from spy_pipeline.defs.metadata import markdown_table, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
@@ -57,6 +59,7 @@ def consolidated(
     """Option minute bars joined to the SPY minute they traded in: SPY price and indicators (warmed up on
     the previous trading day), VIX and news sentiment known at that minute (never later), the contract's
     terms and time to expiry, and Black-Scholes-Merton IV and greeks of the option's close."""
+    started = time.monotonic()
     days = partition_days(context)
     rows, files, missing_warmup, reasons = 0, [], [], {}
     for day in days:
@@ -90,6 +93,7 @@ def consolidated(
         ),
         "indicator_warmup_missing": ", ".join(missing_warmup) or "none",
         "dagster/column_schema": table_schema(CONSOLIDATED),
+        **timing(started, rows),
     }
     if len(days) == 1:
         metadata["dagster/row_count"] = rows

@@ -1,5 +1,7 @@
 """training_dataset and features: what models train on, built from consolidated."""
 
+import time
+
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
@@ -18,7 +20,7 @@ from pydantic import Field
 
 from spy_pipeline import lake
 from spy_pipeline.defs.checks import checked_days
-from spy_pipeline.defs.metadata import markdown_table
+from spy_pipeline.defs.metadata import markdown_table, timing
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.resources import ParquetStoreResource
@@ -43,6 +45,7 @@ def training_dataset(
 ) -> MaterializeResult:
     """Consolidated rows with the same contract's option close at T+1 ... T+horizon minutes (float32
     target_1 ... target_N; same day only; a minute without a bar stays null unless forward_fill)."""
+    started = time.monotonic()
     days = partition_days(context)
     files, kept, dropped = [], 0, 0
     for day in days:
@@ -65,6 +68,7 @@ def training_dataset(
             "rows_dropped_for_missing_targets": dropped,
             "horizon_minutes": config.horizon_minutes,
             "written_files": MetadataValue.json(files),
+            **timing(started, kept),
         }
     )
 
@@ -72,6 +76,7 @@ def training_dataset(
 @asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/features/{date}.parquet"})
 def features(context: AssetExecutionContext, config: FeaturesConfig, store: ParquetStoreResource) -> MaterializeResult:
     """SPY % changes over the lags, each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
+    started = time.monotonic()
     days = partition_days(context)
     files, rows = [], 0
     for day in days:
@@ -85,6 +90,7 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, store: Parq
             "rows": rows,
             "lags_minutes": str(config.lags_minutes),
             "written_files": MetadataValue.json(files),
+            **timing(started, rows),
         }
     )
 

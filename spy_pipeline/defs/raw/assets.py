@@ -1,5 +1,6 @@
 """Raw-layer assets. Each one fetches a range of trading days in one run and writes its own files."""
 
+import time
 from collections.abc import Sequence
 
 from dagster import (
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from spy_pipeline import ingest
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema
+from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.ingest import PartitionWritten
@@ -71,6 +72,7 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
 def _minute_bars_result(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str]
 ) -> MaterializeResult:
+    started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
     written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, store.root, ticker, days)]
@@ -81,6 +83,7 @@ def _minute_bars_result(
         "dagster/column_schema": table_schema(MINUTE_BARS),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
+        **timing(started, sum(w.rows for w in written)),
     })
 
 

@@ -1,10 +1,12 @@
 """Options: the day's contracts (discovered around the open) and their minute bars."""
 
+import time
+
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
 from spy_pipeline import ingest
-from spy_pipeline.defs.metadata import request_metadata, table_schema
+from spy_pipeline.defs.metadata import request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import RAW_ASSET_ARGS, partition_days, raw_spy_bars, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
@@ -45,6 +47,7 @@ def options_contracts(
     Band mode asks Polygon for the chain as of the day (one paginated query) within the strike
     and expiration bounds; targeted mode builds OCC tickers on a strike grid without a query.
     """
+    started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
     written = ingest.discover_contracts(polygon.client, store.root, config.to_selection(), days)
@@ -54,6 +57,7 @@ def options_contracts(
         "contracts_per_day": round(sum(w.rows for w in written) / len(days), 1),
         "dagster/column_schema": table_schema(OPTIONS_CONTRACTS),
         **request_metadata(before, polygon.client.stats.snapshot()),
+        **timing(started, sum(w.rows for w in written)),
     })
 
 
@@ -67,6 +71,7 @@ def raw_options_bars(
     Option bars are sparse (a minute without a trade has no bar). A contract followed on several
     days of a range is fetched once; contracts are fetched concurrently within the shared rate limit.
     """
+    started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
     written = ingest.ingest_options_bars(polygon.client, store.root, days)
@@ -76,4 +81,5 @@ def raw_options_bars(
         "dagster/column_schema": table_schema(MINUTE_BARS),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
+        **timing(started, sum(w.rows for w in written)),
     })

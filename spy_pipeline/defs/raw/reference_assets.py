@@ -1,11 +1,13 @@
 """Raw news (daily) and corporate actions (not partitioned)."""
 
+import time
+
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from spy_pipeline import storage
 from spy_pipeline.corporate_actions import dividends_frame, splits_frame
-from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema
+from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.ingest import PartitionWritten
@@ -23,6 +25,7 @@ def raw_news(
     ended, up to the end of its own (weekend news lands on Monday). One paginated query per
     ticker covers a whole range of days.
     """
+    started = time.monotonic()
     tickers = list(settings_with_logging().equity_tickers)
     days = partition_days(context)
     start, end = news_window(days[0])[0], news_window(days[-1])[1]
@@ -46,6 +49,7 @@ def raw_news(
         "mean_sentiment": round(float(with_sentiment["sentiment"].mean() or 0.0), 3),
         "dagster/column_schema": table_schema(NEWS),
         **request_metadata(before, polygon.client.stats.snapshot()),
+        **timing(started, news.height),
     })
 
 
