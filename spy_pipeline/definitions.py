@@ -2,6 +2,7 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from spy_pipeline.defs.automation import SCHEDULES, SENSORS
 from spy_pipeline.defs.operations import OPERATIONS_ASSETS, OPERATIONS_JOBS, OPERATIONS_SCHEDULES
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
@@ -39,6 +40,7 @@ defs = Definitions(
     assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS],
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
     jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS],
-    schedules=[*OPERATIONS_SCHEDULES],
+    schedules=[*SCHEDULES, *OPERATIONS_SCHEDULES],
+    sensors=SENSORS,
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
 )

@@ -27,7 +27,7 @@ def settings_with_logging() -> Settings:
 
 def bind_run_to_logs(context: InitResourceContext) -> None:
     """Every structured log line of this process carries the run id and its partition(s)."""
-    run = context.dagster_run
+    run = context.run
     if run is None:
         return
     tags = run.tags

@@ -141,7 +141,8 @@ class NightlyDecision:
 
     @property
     def run_key(self) -> str:
-        """The date: the daemon launches one run per run key and schedule, so a re-tick never doubles."""
+        """The date. Dagster's scheduler launches at most one run per (schedule, tick time, run key), so a tick
+        evaluated again (a daemon restarted mid-tick) never doubles; distinct ticks are distinct days."""
         return self.day.isoformat()
 
 
@@ -250,6 +251,15 @@ def catch_up_run_key(days: DayRange, now: dt.datetime) -> str:
     return f"catch-up:{days}@{_aware(now).astimezone(UTC):%Y-%m-%dT%H:%MZ}"
 
 
+def _requested_at(request: PendingRequest) -> dt.datetime:
+    """When the request was made; long ago if the cursor's text is unreadable (the request is then dropped)."""
+    try:
+        moment = dt.datetime.fromisoformat(request.requested_at)
+    except (TypeError, ValueError):
+        return dt.datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _active_requests(
     cursor: CatchUpCursor, runs_by_key: Mapping[str, RunInfo], now: dt.datetime
 ) -> list[PendingRequest]:
@@ -261,7 +271,7 @@ def _active_requests(
         if run is not None:
             if run.state == "in_flight":
                 active.append(replace(request, run_id=run.run_id))
-        elif now - dt.datetime.fromisoformat(request.requested_at) < PENDING_TTL:
+        elif now - _requested_at(request) < PENDING_TTL:
             active.append(request)
         # else: the daemon never launched it; forget it and plan afresh
     return active

@@ -3,6 +3,10 @@
 It ticks at 00:30 New York time, Tuesday to Saturday, not at 20:30 the same evening: a run over a day's
 partition before 00:00 ET the next day records its materializations without a partition (the partition
 does not exist yet for Dagster), so the day would look missing. See spy_pipeline.operations.backfill_planning.
+
+Ticks missed while the daemon was down are not replayed one by one: Dagster evaluates only the latest missed
+tick of a schedule that is not built from a partition set (dagster/_scheduler/scheduler.py, 1.13). The
+catch-up sensor fetches the other missing days, in one run.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def build_nightly_schedule(
     default_status: DefaultScheduleStatus = DefaultScheduleStatus.RUNNING,
 ) -> ScheduleDefinition:
     """Each tick fetches the calendar day that ended at the last New York midnight, if it was a trading day
-    (a SkipReason says why not otherwise). run_key = the date, so a repeated tick never runs a day twice."""
+    (a SkipReason says why not otherwise). run_key = the date: a tick evaluated twice launches one run."""
 
     @schedule(
         name=name,

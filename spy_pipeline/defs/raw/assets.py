@@ -15,6 +15,8 @@ from pydantic import Field
 
 from spy_pipeline import ingest
 from spy_pipeline import trading_calendar as cal
+from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
+from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
@@ -29,6 +31,7 @@ RAW_ASSET_ARGS = {
     "group_name": "raw",
     "pool": POLYGON_POOL,
     "kinds": {"polygon", "parquet"},
+    "retry_policy": POLYGON_RETRY_POLICY,
 }
 
 
@@ -92,6 +95,7 @@ def _bars_metadata(path: str) -> dict:
 
 
 @asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"))
+@no_retry_on_permanent_errors
 def raw_spy_bars(
     context: AssetExecutionContext,
     config: EquityBarsConfig,
@@ -111,6 +115,7 @@ def raw_spy_bars(
 
 
 @asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"))
+@no_retry_on_permanent_errors
 def raw_vix_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
 ) -> MaterializeResult:

@@ -7,6 +7,8 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from spy_pipeline import storage
 from spy_pipeline.corporate_actions import dividends_frame, splits_frame
+from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
+from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
@@ -16,6 +18,7 @@ from spy_pipeline.schemas import DIVIDENDS, NEWS, SPLITS
 
 
 @asset(**RAW_ASSET_ARGS, metadata={"dagster/column_schema": table_schema(NEWS), "path": "raw/news/{date}.parquet"})
+@no_retry_on_permanent_errors
 def raw_news(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
 ) -> MaterializeResult:
@@ -53,8 +56,9 @@ def raw_news(
     })
 
 
-@asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"},
+@asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"}, retry_policy=POLYGON_RETRY_POLICY,
        metadata={"path": "raw/corporate_actions/{dividends,splits}.parquet"})
+@no_retry_on_permanent_errors
 def corporate_actions(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
 ) -> MaterializeResult:

@@ -1,0 +1,38 @@
+"""Which failures a Dagster retry could fix, and which it could not."""
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from dagster import Failure
+
+from spy_pipeline.polygon.errors import EmptyDataError, PolygonAuthError, PolygonRequestError
+from spy_pipeline.settings import ConfigError
+from spy_pipeline.storage import StorageError
+from spy_pipeline.trading_calendar import TradingCalendarError
+
+# A wrong key, a bad request, an empty trading day, bad config or a bad file stay wrong on a retry;
+# an unavailable API (after the client's own retries) may not.
+NOT_RETRYABLE = (
+    PolygonAuthError, PolygonRequestError, EmptyDataError, ConfigError, StorageError,
+    TradingCalendarError, ValueError,
+)
+
+
+@contextmanager
+def fail_without_retry_on_permanent_errors() -> Iterator[None]:
+    try:
+        yield
+    except NOT_RETRYABLE as exc:
+        raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+
+
+def no_retry_on_permanent_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator form, placed under @asset: the asset's signature is kept (functools.wraps)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with fail_without_retry_on_permanent_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper
