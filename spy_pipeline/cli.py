@@ -59,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         "the embedded Polygon sandbox" if settings.uses_embedded_sandbox else settings.polygon_base_url or "Polygon"
     )
     print(f"spy_pipeline: backfilling {days} trading day(s) up to {end} from {source}")
-    summary = run_backfill(end, days, settings.resolved_data_dir)
+    data_dir = settings.resolved_data_dir if settings.data_dir_is_local else str(settings.data_dir)
+    summary = run_backfill(end, days, data_dir)
     status = "succeeded" if summary.success else "FAILED"
     print(
         f"Dagster runs {', '.join(summary.run_ids)} {status} in {summary.seconds:.1f} s for "

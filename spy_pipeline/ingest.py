@@ -1,7 +1,7 @@
 """Fetch raw data for a range of trading days and land one Parquet file per (dataset, day).
 
-Plain functions over a PolygonClient and a data dir, so they run the same inside a Dagster asset,
-from the command line, or in a test.
+Plain functions over a PolygonClient and a data dir (a local Path or a storage.DataRoot), so they run
+the same inside a Dagster asset, from the command line, or in a test.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from spy_pipeline.options.selection import SelectionConfig
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import EmptyDataError
 from spy_pipeline.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
+from spy_pipeline.storage import DataRoot
 
 # One aggregates page holds 50,000 bars: about 50 days of extended-hours minutes.
 DAYS_PER_REQUEST = 40
@@ -30,7 +31,7 @@ VIX_TICKER = "I:VIX"
 class PartitionWritten:
     dataset: str
     day: dt.date
-    path: Path
+    path: str  # inside the data dir's filesystem (DataRoot.uri shows it)
     rows: int
     bytes: int
     first_bar: dt.datetime | None
@@ -49,13 +50,14 @@ def bars_dataset(ticker: str) -> str:
 
 
 def ingest_minute_bars(
-    client: PolygonClient, data_dir: Path, ticker: str, days: Sequence[dt.date]
+    client: PolygonClient, data_dir: Path | DataRoot, ticker: str, days: Sequence[dt.date]
 ) -> list[PartitionWritten]:
     """Minute bars of one ticker for each day into raw/{dataset}/{day}.parquet.
 
     One paginated request serves up to DAYS_PER_REQUEST days. A trading day without a single bar
     is a failed fetch, not a quiet market: EmptyDataError before anything of its chunk is written.
     """
+    root = storage.as_data_root(data_dir)
     written = []
     dataset = bars_dataset(ticker)
     for chunk in chunks(sorted(days), DAYS_PER_REQUEST):
@@ -68,34 +70,36 @@ def ingest_minute_bars(
                 "refusing to write empty partitions (an empty answer is not proof of a quiet market)"
             )
         for day_bars in per_day:
-            path = storage.partition_file(data_dir, day_bars.day, "raw", dataset)
+            path = root.partition_path(day_bars.day, "raw", dataset)
             timestamps = day_bars.frame["timestamp"]
             written.append(PartitionWritten(
                 dataset=f"raw/{dataset}", day=day_bars.day, path=path,
-                rows=day_bars.frame.height, bytes=storage.write_parquet_atomic(day_bars.frame, path),
+                rows=day_bars.frame.height, bytes=root.write_parquet(day_bars.frame, path),
                 first_bar=timestamps.min(), last_bar=timestamps.max(),
                 duplicates_dropped=day_bars.duplicates_dropped,
             ))
     return written
 
 
-def session_open_price(data_dir: Path, day: dt.date, ticker: str = "SPY") -> float:
+def session_open_price(data_dir: Path | DataRoot, day: dt.date, ticker: str = "SPY") -> float:
     """The day's opening price: the first regular-session bar of raw/{ticker}/{day}.parquet."""
-    path = storage.partition_file(data_dir, day, "raw", bars_dataset(ticker))
-    frame = storage.read_partition(path, MINUTE_BARS)
+    root = storage.as_data_root(data_dir)
+    path = root.partition_path(day, "raw", bars_dataset(ticker))
+    frame = root.read_partition(path, MINUTE_BARS)
     regular = frame.filter(pl.col("session") == "regular").sort("timestamp")
     if regular.height == 0:
-        raise EmptyDataError(f"{path} has no regular-session bar: cannot know the {day} open")
+        raise EmptyDataError(f"{root.uri(path)} has no regular-session bar: cannot know the {day} open")
     return float(regular["open"][0])
 
 
 def discover_contracts(
-    client: PolygonClient, data_dir: Path, selection: SelectionConfig, days: Sequence[dt.date]
+    client: PolygonClient, data_dir: Path | DataRoot, selection: SelectionConfig, days: Sequence[dt.date]
 ) -> list[PartitionWritten]:
     """Each day's contracts into raw/options/contracts/{day}.parquet (band mode asks Polygon's listing)."""
+    root = storage.as_data_root(data_dir)
     written = []
     for day in days:
-        open_price = session_open_price(data_dir, day, selection.underlying)
+        open_price = session_open_price(root, day, selection.underlying)
         listing = None
         if selection.mode == "band":
             bounds = selection.query_bounds(open_price, day)
@@ -110,10 +114,10 @@ def discover_contracts(
                     "refusing to write an empty contract list"
                 )
         frame = contracts_dataset(selection.select(open_price, day, listing))
-        path = storage.partition_file(data_dir, day, "raw", "options", "contracts")
+        path = root.partition_path(day, "raw", "options", "contracts")
         written.append(PartitionWritten(
             dataset="raw/options/contracts", day=day, path=path, rows=frame.height,
-            bytes=storage.write_parquet_atomic(frame, path), first_bar=None, last_bar=None,
+            bytes=root.write_parquet(frame, path), first_bar=None, last_bar=None,
         ))
     return written
 
@@ -134,7 +138,7 @@ def contracts_dataset(selected: pl.DataFrame) -> pl.DataFrame:
 
 
 def ingest_options_bars(
-    client: PolygonClient, data_dir: Path, days: Sequence[dt.date], max_workers: int = 8
+    client: PolygonClient, data_dir: Path | DataRoot, days: Sequence[dt.date], max_workers: int = 8
 ) -> list[PartitionWritten]:
     """Minute bars of every discovered contract into raw/options/{day}.parquet (a `ticker` column).
 
@@ -142,10 +146,11 @@ def ingest_options_bars(
     contracts are fetched concurrently (the rate limit is shared). A contract without trades has
     no bars, which is normal; a day where no contract has a single bar is a failed fetch.
     """
+    root = storage.as_data_root(data_dir)
     contract_days: dict[str, list[dt.date]] = {}
     for day in days:
-        path = storage.partition_file(data_dir, day, "raw", "options", "contracts")
-        for ticker in storage.read_partition(path, OPTIONS_CONTRACTS)["ticker"]:
+        path = root.partition_path(day, "raw", "options", "contracts")
+        for ticker in root.read_partition(path, OPTIONS_CONTRACTS)["ticker"]:
             contract_days.setdefault(ticker, []).append(day)
 
     def fetch(ticker: str) -> list[DayBars]:
@@ -166,10 +171,10 @@ def ingest_options_bars(
                 "refusing to write an empty partition"
             )
         frame = pl.concat(frames).sort("ticker", "timestamp")
-        path = storage.partition_file(data_dir, day, "raw", "options")
+        path = root.partition_path(day, "raw", "options")
         written.append(PartitionWritten(
             dataset="raw/options", day=day, path=path, rows=frame.height,
-            bytes=storage.write_parquet_atomic(frame, path),
+            bytes=root.write_parquet(frame, path),
             first_bar=frame["timestamp"].min(), last_bar=frame["timestamp"].max(),
         ))
     return written

@@ -40,7 +40,8 @@ def ensure_dagster_home(repo_root: Path) -> Path:
     return home
 
 
-def run_backfill(end: dt.date, days: int, data_dir: Path) -> RunSummary:
+def run_backfill(end: dt.date, days: int, data_dir: Path | str) -> RunSummary:
+    """`data_dir` (a local folder or an object-store URI) only labels the files in the summary."""
     from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job, reports_job
 
     warmup, *rest = cal.last_trading_days(end, days + 1)
@@ -74,11 +75,18 @@ def run_backfill(end: dt.date, days: int, data_dir: Path) -> RunSummary:
     return RunSummary([r.run_id for r in results], all(r.success for r in results), keys, seconds, lines)
 
 
+def _join(data_dir: Path | str, relative: str) -> str:
+    """A file of the summary as a person finds it: under the local folder, or the URI without its query."""
+    if isinstance(data_dir, Path):
+        return str(data_dir / relative)
+    return f"{data_dir.split('?', 1)[0].rstrip('/')}/{relative}"
+
+
 def _range(start: str, end: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
 
 
-def _describe(result: ExecuteInProcessResult, data_dir: Path) -> list[str]:
+def _describe(result: ExecuteInProcessResult, data_dir: Path | str) -> list[str]:
     lines = []
     seen_assets: set[str] = set()
     for event in result.get_asset_materialization_events():
@@ -99,7 +107,7 @@ def _describe(result: ExecuteInProcessResult, data_dir: Path) -> list[str]:
         lines.append(
             f"  {name}: {len(files)} files, {rows:,} rows" + (f", {requests} Polygon requests" if requests else "")
         )
-        lines += [f"    {data_dir / f['path']}  ({f['rows']:,} rows, {f['bytes'] / 1024:.0f} KiB)" for f in files]
+        lines += [f"    {_join(data_dir, f['path'])}  ({f['rows']:,} rows, {f['bytes'] / 1024:.0f} KiB)" for f in files]
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
     if evaluations:

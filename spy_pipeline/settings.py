@@ -9,16 +9,31 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from spy_pipeline.storage import DataRoot
 
 POLYGON_URL = "https://api.polygon.io"
 FREE_TIER_REQUESTS_PER_MINUTE = 5
 TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
 RATE_LIMIT_STATE_FILE = "polygon_rate_limit.json"
 DEFAULT_DAGSTER_HOME_DIR = ".dagster_home"  # as runner.DEFAULT_DAGSTER_HOME and the Makefile
+
+
+URI_PATTERN = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://(?P<rest>.*)\Z", re.DOTALL)
+PYARROW_SCHEMES = frozenset({"s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"})
+
+
+def _known_filesystem(scheme: str) -> bool:
+    """pyarrow's own filesystems, or one fsspec knows (its registry names them without importing them)."""
+    from fsspec.registry import known_implementations, registry
+
+    return scheme in PYARROW_SCHEMES or scheme in known_implementations or scheme in registry
 
 
 class ConfigError(ValueError):
@@ -32,7 +47,13 @@ class Settings(BaseSettings):
 
     polygon_api_key: SecretStr | None = Field(default=None, validation_alias="POLYGON_API_KEY")
     polygon_base_url: str | None = Field(default=None, validation_alias="POLYGON_BASE_URL")
-    data_dir: Path = Field(default=Path("data"), validation_alias="SPY_PIPELINE_DATA_DIR")
+    data_dir: Path | str = Field(
+        default=Path("data"), validation_alias="SPY_PIPELINE_DATA_DIR",
+        description=(
+            "A local folder (a Path) or an object-store URI such as s3://bucket/prefix (kept as the string); "
+            "`data_root` opens either. file:// URIs become local paths."
+        ),
+    )
     equity_tickers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("SPY",), validation_alias="SPY_PIPELINE_EQUITY_TICKERS"
     )
@@ -46,7 +67,8 @@ class Settings(BaseSettings):
             "(Dagster runs, multiprocess steps, the CLI), so that together they stay within the rate. Default "
             f"(see `resolved_rate_limit_state`): {RATE_LIMIT_STATE_FILE} in $DAGSTER_HOME when set, which every "
             "process of one Dagster instance has; else in .dagster_home/ beside the data dir, i.e. the repo's "
-            ".dagster_home/ with the default data dir, where `make run` and `make dev` keep the instance."
+            ".dagster_home/ with the default data dir, where `make run` and `make dev` keep the instance "
+            "(in the working directory's .dagster_home/ when the data dir is an object-store URI)."
         ),
     )
     http_connect_timeout_s: float = Field(
@@ -78,11 +100,23 @@ class Settings(BaseSettings):
 
     @field_validator("data_dir", mode="before")
     @classmethod
-    def _local_data_dir(cls, value: object) -> object:
-        if isinstance(value, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
-            raise ValueError(
-                "object storage URIs are not supported by the assets yet: use a local or mounted folder"
-            )
+    def _check_data_dir(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        match = URI_PATTERN.match(value)
+        if match is None:
+            return Path(value)
+        scheme, rest = match["scheme"].lower(), match["rest"]
+        if scheme == "file":
+            parsed = urlsplit(value)
+            if parsed.netloc not in {"", "localhost"} or not parsed.path.startswith("/"):
+                raise ValueError("a file:// URI must be file:///absolute/path")
+            return Path(unquote(parsed.path))
+        if not _known_filesystem(scheme):
+            raise ValueError(f"no filesystem is known for {scheme}:// (s3://bucket/prefix, gs://..., a local path)")
+        key = re.split(r"[?#]", rest, maxsplit=1)[0].rstrip("/")
+        if not key or any(part in {"", ".", ".."} for part in key.split("/")):
+            raise ValueError(f"{scheme}:// needs a bucket and optional prefix without '.', '..' or '//'")
         return value
 
     @field_validator("polygon_base_url")
@@ -133,7 +167,21 @@ class Settings(BaseSettings):
         return None if self.uses_embedded_sandbox else FREE_TIER_REQUESTS_PER_MINUTE
 
     @property
+    def data_dir_is_local(self) -> bool:
+        return isinstance(self.data_dir, Path)
+
+    @property
+    def data_root(self) -> DataRoot:
+        """The data dir, local or in an object store: what every asset reads and writes through."""
+        from spy_pipeline.storage import as_data_root  # pyarrow and polars: only where data is touched
+
+        return as_data_root(self.data_dir)
+
+    @property
     def resolved_data_dir(self) -> Path:
+        """The local data dir, absolute; a ConfigError when SPY_PIPELINE_DATA_DIR is a URI."""
+        if not isinstance(self.data_dir, Path):
+            raise ConfigError(f"SPY_PIPELINE_DATA_DIR: {self.data_dir} is not a local folder")
         return self.data_dir.expanduser().resolve()
 
     @property
@@ -144,7 +192,9 @@ class Settings(BaseSettings):
         dagster_home = os.environ.get("DAGSTER_HOME", "").strip()  # read now: Dagster processes all have it
         if dagster_home:
             return (Path(dagster_home).expanduser() / RATE_LIMIT_STATE_FILE).resolve()
-        return self.resolved_data_dir.parent / DEFAULT_DAGSTER_HOME_DIR / RATE_LIMIT_STATE_FILE
+        # beside a local data dir; with an object-store data dir, in the working directory's .dagster_home/
+        beside = self.resolved_data_dir.parent if self.data_dir_is_local else Path.cwd().resolve()
+        return beside / DEFAULT_DAGSTER_HOME_DIR / RATE_LIMIT_STATE_FILE
 
 
 def load_settings(**overrides: object) -> Settings:

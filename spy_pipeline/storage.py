@@ -3,10 +3,11 @@
 One file per (dataset, trading day). A reader sees either the old file or the new one, never a
 partial write: data goes to a temporary file in the same folder, is fsynced, then renamed.
 
-The data dir is a local folder (the Path functions below, which every module calls today) or, through
-`DataRoot`, any location that pyarrow's filesystems open: `s3://bucket/prefix`, `gs://...`, `hdfs://...`,
-`file:///abs/path` or a plain path; fsspec's filesystems (`memory://`, and any that an installed fsspec
-plug-in brings) are the fallback for schemes pyarrow does not know. A `DataRoot` on the local filesystem
+The data dir is a local folder (the Path functions below) or, through `DataRoot` (which every module
+uses to reach the data dir; `as_data_root` makes one from a setting), any location that pyarrow's
+filesystems open: `s3://bucket/prefix`, `gs://...`, `hdfs://...`, `file:///abs/path` or a plain path;
+fsspec's filesystems (`memory://`, and any that an installed fsspec plug-in brings) are the fallback for
+schemes pyarrow does not know. A `DataRoot` on the local filesystem
 delegates to the Path functions, so `file://` and plain paths behave exactly as today.
 """
 
@@ -17,8 +18,11 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow as pa
@@ -56,12 +60,25 @@ def partition_file(data_dir: Path, day: dt.date, *parts: str) -> Path:
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> int:
     """Write `frame` to `path` atomically; returns the file size in bytes."""
+    return _write_atomic(path, lambda handle: _write_parquet(frame, handle))
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> int:
+    """Write `data` (a CSV report, say) to `path` atomically, as `write_parquet_atomic` does."""
+    return _write_atomic(path, lambda handle: handle.write(data))
+
+
+def _write_parquet(frame: pl.DataFrame, target: BinaryIO) -> None:
+    frame.write_parquet(target, compression="zstd", statistics=True)
+
+
+def _write_atomic(path: Path, fill: Callable[[BinaryIO], object]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a dataset file is as readable as any other file
         with os.fdopen(fd, "wb") as handle:
-            frame.write_parquet(handle, compression="zstd", statistics=True)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -93,11 +110,15 @@ def read_partition(path: Path, schema: DatasetSchema) -> pl.DataFrame:
     return _checked_frame(path, str(path), schema)
 
 
-def _checked_frame(source: Path | io.BytesIO, label: str, schema: DatasetSchema) -> pl.DataFrame:
+def _read_frame(source: Path | io.BytesIO, label: str) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(source)
+        return pl.read_parquet(source)
     except Exception as exc:  # polars raises several types for corrupt files
         raise StorageError(f"{label} is not a readable Parquet file: {exc}") from None
+
+
+def _checked_frame(source: Path | io.BytesIO, label: str, schema: DatasetSchema) -> pl.DataFrame:
+    frame = _read_frame(source, label)
     if not schema.matches(frame.schema):
         raise StorageError(f"{label} does not have the {schema.name} schema: {dict(frame.schema)}")
     return frame
@@ -183,6 +204,15 @@ class DataRoot:
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type == pafs.FileType.File
 
+    def list_files(self, folder: str, suffix: str) -> list[str]:
+        """The files directly in `folder` (from `dataset_path`) whose names end with `suffix`, sorted;
+        none when the folder does not exist."""
+        selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
+        return sorted(
+            info.path for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.endswith(suffix)
+        )
+
     def write_parquet(self, frame: pl.DataFrame, path: str) -> int:
         """Write `frame` to `path` so that readers see the old object or the new one; returns its size.
 
@@ -197,8 +227,17 @@ class DataRoot:
             return write_parquet_atomic(frame, Path(path))
         self.relative(path)  # the same refusal as for reads: nothing outside the data dir
         buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="zstd", statistics=True)
-        data = buffer.getvalue()
+        _write_parquet(frame, buffer)
+        return self._upload(buffer.getvalue(), path)
+
+    def write_bytes(self, data: bytes, path: str) -> int:
+        """`write_parquet` for bytes that are already serialised (a CSV report)."""
+        if self.is_local:
+            return write_bytes_atomic(data, Path(path))
+        self.relative(path)
+        return self._upload(data, path)
+
+    def _upload(self, data: bytes, path: str) -> int:
         try:
             stream = self.fs.open_output_stream(path)
         except FileNotFoundError:  # a hierarchical filesystem (HDFS, mock) wants the folder; object stores never
@@ -215,9 +254,33 @@ class DataRoot:
         label = self.uri(path)
         if not self.exists(path):
             raise StorageError(f"{label} does not exist: materialize that partition first")
+        return _checked_frame(self._download(path), label, schema)
+
+    def read_frame(self, path: str) -> pl.DataFrame:
+        """A Parquet file of no fixed schema (training files, whose target columns vary), unchecked."""
+        if self.is_local:
+            return _read_frame(Path(path), path)
+        return _read_frame(self._download(path), self.uri(path))
+
+    def _download(self, path: str) -> io.BytesIO:
+        self.relative(path)
         with self.fs.open_input_file(path) as handle:
-            data = handle.readall()
-        return _checked_frame(io.BytesIO(data), label, schema)
+            return io.BytesIO(handle.readall())
+
+
+def as_data_root(location: DataRoot | str | os.PathLike[str]) -> DataRoot:
+    """`location` as a DataRoot; a URI's filesystem is opened once per process (an S3 client looks the
+    bucket's region up when it is made), a local path is resolved anew (against the current directory)."""
+    if isinstance(location, DataRoot):
+        return location
+    if is_uri(location):
+        return _uri_root(str(location))
+    return DataRoot.from_location(location)
+
+
+@lru_cache(maxsize=16)
+def _uri_root(location: str) -> DataRoot:
+    return DataRoot.from_location(location)
 
 
 def _fsspec_filesystem(location: str) -> tuple[pafs.FileSystem, str]:

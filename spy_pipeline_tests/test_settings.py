@@ -251,7 +251,29 @@ def test_ticker_pattern_rejects_a_trailing_newline() -> None:
     assert TICKER_PATTERN.match("SPY\n") is None
 
 
-def test_an_object_storage_data_dir_is_refused_until_the_assets_support_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_object_storage_data_dir_is_kept_as_a_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", "s3://bucket/prefix")
-    with pytest.raises(ConfigError, match="SPY_PIPELINE_DATA_DIR: object storage URIs are not supported"):
+    settings = load_settings()  # syntax only: no filesystem is opened, no network
+    assert settings.data_dir == "s3://bucket/prefix" and not settings.data_dir_is_local
+    with pytest.raises(ConfigError, match="SPY_PIPELINE_DATA_DIR: s3://bucket/prefix is not a local folder"):
+        settings.resolved_data_dir  # noqa: B018
+
+
+def test_rate_limit_state_does_not_derive_from_a_uri_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", "s3://bucket/prefix")
+    assert load_settings().resolved_rate_limit_state == tmp_path.resolve() / ".dagster_home" / "polygon_rate_limit.json"
+
+
+def test_a_file_uri_data_dir_is_a_local_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", (tmp_path / "lake").as_uri())
+    assert load_settings().resolved_data_dir == tmp_path.resolve() / "lake"
+
+
+@pytest.mark.parametrize(
+    "value", ["s3://", "s3:///prefix", "s3://bucket//prefix", "s3://bucket/../up", "nosuchscheme://bucket",
+              "file://host/share"],
+)
+def test_a_malformed_data_dir_uri_is_a_config_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", value)
+    with pytest.raises(ConfigError, match=r"^invalid configuration: SPY_PIPELINE_DATA_DIR: "):
         load_settings()

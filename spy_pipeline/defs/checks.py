@@ -4,7 +4,6 @@ and three kinds of checks (schema, row rules, coverage) with their figures in me
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -21,7 +20,7 @@ from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.schemas import DatasetSchema
-from spy_pipeline.storage import StorageError, read_partition
+from spy_pipeline.storage import StorageError
 
 Rules = Callable[[pl.DataFrame, dt.date], dict[str, int]]
 
@@ -36,8 +35,10 @@ class DailyFiles:
     schema: DatasetSchema
 
 
-def checked_days(context: AssetCheckExecutionContext, folder: Path) -> list[dt.date]:
-    """The trading days a check run is about."""
+def checked_days(
+    context: AssetCheckExecutionContext, store: ParquetStoreResource, folder: tuple[str, ...]
+) -> list[dt.date]:
+    """The trading days a check run is about (run alone without partitions: the latest file of `folder`)."""
     run = context.op_execution_context
     if run.has_partition_key or run.has_partition_key_range:
         try:
@@ -45,17 +46,16 @@ def checked_days(context: AssetCheckExecutionContext, folder: Path) -> list[dt.d
         except Exception:  # a check-only run: Dagster gives the range but not the keys
             keys = trading_day_partitions.get_partition_keys_in_range(run.partition_key_range)
         return [cal.parse_date(key) for key in keys]
-    latest = sorted(folder.glob("*.parquet"))[-1:] if folder.exists() else []
-    return [cal.parse_date(path.stem) for path in latest]
+    return store.partition_days(*folder)[-1:]
 
 
 def _read(context: AssetCheckExecutionContext, store: ParquetStoreResource, files: DailyFiles):
-    days = checked_days(context, store.root.joinpath(*files.folder))
+    days = checked_days(context, store, files.folder)
     frames, problems = [], []
     for day in days:
         path = store.partition_path(day, *files.folder)
         try:
-            frames.append((day, store.relative(path), read_partition(path, files.schema)))
+            frames.append((day, store.relative(path), store.read(path, files.schema)))
         except StorageError as exc:
             problems.append([store.relative(path), str(exc)])
     return frames, problems

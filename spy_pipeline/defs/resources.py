@@ -11,6 +11,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from spy_pipeline import storage
+from spy_pipeline import trading_calendar as cal
 from spy_pipeline.logs import configure_logging
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.session import open_polygon
@@ -70,24 +71,54 @@ class PolygonResource(ConfigurableResource):
 
 
 class ParquetStoreResource(ConfigurableResource):
-    """Daily Parquet files under the data dir (SPY_PIPELINE_DATA_DIR unless `data_dir` is set)."""
+    """Daily Parquet files under the data dir (SPY_PIPELINE_DATA_DIR unless `data_dir` is set): a local
+    folder or an object-store URI (s3://bucket/prefix). Paths it hands out are paths inside the data
+    dir's filesystem, as strings (`storage.DataRoot`); `uri` is the form to show a person."""
 
     data_dir: str | None = Field(default=None, description="Overrides SPY_PIPELINE_DATA_DIR.")
 
     @property
-    def root(self) -> Path:
+    def data_root(self) -> storage.DataRoot:
         if self.data_dir:
-            return Path(self.data_dir).expanduser().resolve()
-        return load_settings().resolved_data_dir
+            return storage.as_data_root(self.data_dir)
+        return load_settings().data_root
 
-    def partition_path(self, day: dt.date, *parts: str) -> Path:
-        return storage.partition_file(self.root, day, *parts)
+    def local_root(self, operation: str) -> Path:
+        """The data dir as a local folder, for operations that walk a file system; a one-line
+        StorageError naming `operation` when the data dir is in an object store."""
+        root = self.data_root
+        if not root.is_local:
+            raise storage.StorageError(
+                f"{operation} works on a local data dir only, and the data dir is {root.display_base}"
+            )
+        return Path(root.base)
 
-    def write(self, frame: pl.DataFrame, path: Path) -> int:
-        return storage.write_parquet_atomic(frame, path)
+    def dataset_path(self, *parts: str) -> str:
+        return self.data_root.dataset_path(*parts)
 
-    def read(self, path: Path, schema: DatasetSchema) -> pl.DataFrame:
-        return storage.read_partition(path, schema)
+    def partition_path(self, day: dt.date, *parts: str) -> str:
+        return self.data_root.partition_path(day, *parts)
 
-    def relative(self, path: Path) -> str:
-        return str(path.relative_to(self.root))
+    def partition_days(self, *parts: str) -> list[dt.date]:
+        """The days that have a file in the dataset folder `parts`, oldest first."""
+        root = self.data_root
+        names = (path.rsplit("/", 1)[-1] for path in root.list_files(root.dataset_path(*parts), ".parquet"))
+        return sorted(cal.parse_date(name.removesuffix(".parquet")) for name in names)
+
+    def exists(self, path: str) -> bool:
+        return self.data_root.exists(path)
+
+    def write(self, frame: pl.DataFrame, path: str) -> int:
+        return self.data_root.write_parquet(frame, path)
+
+    def read(self, path: str, schema: DatasetSchema) -> pl.DataFrame:
+        return self.data_root.read_partition(path, schema)
+
+    def read_frame(self, path: str) -> pl.DataFrame:
+        return self.data_root.read_frame(path)
+
+    def relative(self, path: str) -> str:
+        return self.data_root.relative(path)
+
+    def uri(self, path: str) -> str:
+        return self.data_root.uri(path)

@@ -65,19 +65,20 @@ def retention_op(context: OpExecutionContext, config: RetentionConfig, store: Pa
     real_today = dt.datetime.now(cal.NEW_YORK).date()
     today = min(cal.parse_date(config.today), real_today) if config.today else real_today
     days = config.days()
-    plan = plan_retention(store.root, today, days, extra_log_roots=config.extra_log_roots)
+    data_dir = store.local_root("retention")
+    plan = plan_retention(data_dir, today, days, extra_log_roots=config.extra_log_roots)
     done = apply_retention(plan, dry_run=config.dry_run)
     files = [r for r in done if r.kind == "file"]
     removed_bytes = sum(r.bytes for r in files)
     verb = "would remove" if config.dry_run else "removed"
     context.log.info(f"retention {verb} {len(files)} files ({format_bytes(removed_bytes)}) and "
-                     f"{len(done) - len(files)} folders under {store.root}")
+                     f"{len(done) - len(files)} folders under {data_dir}")
     summary = summarize(done)
     listed = sorted(done, key=lambda r: (r.category, r.relative))[:LISTED_FILES]
     context.add_output_metadata({
         "dry_run": config.dry_run,
         "today": today.isoformat(),
-        "data_dir": MetadataValue.path(str(store.root)),
+        "data_dir": MetadataValue.path(str(data_dir)),
         "retention_days": MetadataValue.json(days),
         "files": len(files),
         "folders": len(done) - len(files),

@@ -15,7 +15,7 @@ def _day(value) -> str:
 def storage_report(store: ParquetStoreResource) -> MaterializeResult:
     """Bytes and files per dataset and per month of data, Parquet compression ratio per dataset (uncompressed
     size from the Parquet footers), and growth per trading day over the last 20 trading days. Reads only."""
-    report = build_storage_report(store.root, GROWTH_WINDOW)
+    report = build_storage_report(store.local_root("storage_report"), GROWTH_WINDOW)
     totals = report.totals
     metadata = {
         "data_dir": MetadataValue.path(str(report.data_dir)),

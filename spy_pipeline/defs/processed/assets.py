@@ -63,12 +63,12 @@ def consolidated(
     days = partition_days(context)
     rows, files, missing_warmup, reasons = 0, [], [], {}
     for day in days:
-        inputs = lake.consolidation_inputs(store.root, day, config.risk_free_rate)
+        inputs = lake.consolidation_inputs(store.data_root, day, config.risk_free_rate)
         if inputs.spy_previous is None:
             missing_warmup.append(str(day))
             context.log.warning(f"{day}: no SPY bars for the previous trading day; indicators start cold")
         frame = consolidate_day(inputs)
-        path = lake.day_file(store.root, "consolidated", day)
+        path = store.partition_path(day, *lake.FOLDERS["consolidated"])
         size = store.write(frame, path)
         rows += frame.height
         for code, count in frame["iv_reason"].value_counts().iter_rows():

@@ -2,7 +2,6 @@
 
 import time
 
-import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -49,7 +48,7 @@ def training_dataset(
     days = partition_days(context)
     files, kept, dropped = [], 0, 0
     for day in days:
-        rows = lake.read_day(store.root, "consolidated", day, CONSOLIDATED)
+        rows = lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED)
         frame = forward_targets(
             rows,
             day,
@@ -58,7 +57,7 @@ def training_dataset(
             min_non_null_share=config.min_non_null_share,
             forward_fill=config.forward_fill,
         )
-        path = lake.day_file(store.root, "training", day)
+        path = store.partition_path(day, *lake.FOLDERS["training"])
         files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
         kept, dropped = kept + frame.height, dropped + rows.height - frame.height
     return MaterializeResult(
@@ -80,8 +79,8 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, store: Parq
     days = partition_days(context)
     files, rows = [], 0
     for day in days:
-        frame = build_features(lake.read_day(store.root, "consolidated", day, CONSOLIDATED), config.lags_minutes)
-        path = lake.day_file(store.root, "features", day)
+        frame = build_features(lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED), config.lags_minutes)
+        path = store.partition_path(day, *lake.FOLDERS["features"])
         files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
         rows += frame.height
     return MaterializeResult(
@@ -132,11 +131,10 @@ TrainingDataFrame = create_dagster_pandas_dataframe_type(
     description="Each training file, loaded with pandas, satisfies the TrainingDataFrame type.",
 )
 def training_matches_pandas_type(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-    folder = store.root.joinpath(*lake.FOLDERS["training"])
     failures, checked = [], 0
-    for day in checked_days(context, folder):
-        path = lake.day_file(store.root, "training", day)
-        result = check_dagster_type(TrainingDataFrame, pl.read_parquet(path).to_pandas())
+    for day in checked_days(context, store, lake.FOLDERS["training"]):
+        path = store.partition_path(day, *lake.FOLDERS["training"])
+        result = check_dagster_type(TrainingDataFrame, store.read_frame(path).to_pandas())
         checked += 1
         if not result.success:
             failures.append([store.relative(path), result.description])

@@ -1,7 +1,7 @@
 """The options movement scanner: daily events, and a summary over a range of days."""
 
 import csv
-import datetime as dt
+import io
 
 import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -39,9 +39,9 @@ def options_movement(
     days = partition_days(context)
     files, events = [], 0
     for day in days:
-        bars = lake.read_day(store.root, "options", day, MINUTE_BARS)
+        bars = lake.read_day(store.data_root, "options", day, MINUTE_BARS)
         frame = movement_events(bars, config.window_minutes, config.trigger_pct, config.sustain_pct)
-        path = lake.day_file(store.root, "movement", day)
+        path = store.partition_path(day, *lake.FOLDERS["movement"])
         files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
         events += frame.height
     return MaterializeResult(
@@ -62,8 +62,9 @@ def options_movement(
 def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource) -> MaterializeResult:
     """The scanner's figures over a range of days: contract-days, bars, events per contract-day,
     minutes and share above the trigger, durations, events by trigger hour (ET); also as CSV."""
-    folder = store.root.joinpath(*lake.FOLDERS["movement"])
-    scanned = sorted(cal.parse_date(p.stem) for p in folder.glob("*.parquet")) if folder.exists() else []
+    root = store.data_root
+    folder = root.uri(root.dataset_path(*lake.FOLDERS["movement"]))
+    scanned = store.partition_days(*lake.FOLDERS["movement"])
     start = cal.parse_date(config.start) if config.start else (scanned[0] if scanned else None)
     end = cal.parse_date(config.end) if config.end else (scanned[-1] if scanned else None)
     days = [d for d in scanned if start and end and start <= d <= end]
@@ -71,13 +72,13 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
         raise storage.StorageError(
             f"no scanned days in {folder} between {start} and {end}: materialize options_movement first"
         )
-    bars = pl.concat([lake.read_day(store.root, "options", d, MINUTE_BARS) for d in days])
-    events = pl.concat([pl.read_parquet(lake.day_file(store.root, "movement", d)) for d in days])
+    bars = pl.concat([lake.read_day(root, "options", d, MINUTE_BARS) for d in days])
+    events = pl.concat([store.read_frame(root.partition_path(d, *lake.FOLDERS["movement"])) for d in days])
     summary = movement_summary(bars, events, config.trigger_pct)
     figures = {k: v for k, v in summary.items() if not isinstance(v, pl.DataFrame)}
     by_hour = summary["events_by_trigger_hour"]
-    report = storage.dataset_dir(store.root, "reports") / f"options_movement_summary_{days[0]}_{days[-1]}.csv"
-    _write_csv(report, figures, by_hour)
+    report = f"{root.dataset_path('reports')}/options_movement_summary_{days[0]}_{days[-1]}.csv"
+    root.write_bytes(_csv(figures, by_hour), report)
     return MaterializeResult(
         metadata={
             "first_day": str(days[0]),
@@ -88,17 +89,15 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
             "events_per_contract_day": markdown_table(
                 summary["events_per_contract_day"].columns, summary["events_per_contract_day"].rows()
             ),
-            "csv": MetadataValue.path(str(report)),
+            "csv": MetadataValue.path(root.uri(report)),
         }
     )
 
 
-def _write_csv(path, figures: dict, by_hour: pl.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{dt.datetime.now().timestamp():.0f}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["figure", "value"])
-        writer.writerows(figures.items())
-        writer.writerows([f"events_at_{hour:02d}h_et", count] for hour, count in by_hour.rows())
-    tmp.replace(path)
+def _csv(figures: dict, by_hour: pl.DataFrame) -> bytes:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["figure", "value"])
+    writer.writerows(figures.items())
+    writer.writerows([f"events_at_{hour:02d}h_et", count] for hour, count in by_hour.rows())
+    return text.getvalue().encode()

@@ -68,7 +68,7 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
         metadata["last_bar"] = MetadataValue.timestamp(max(w.last_bar for w in bars))
     if len(days) == 1:
         metadata["dagster/row_count"] = rows
-        metadata["path"] = MetadataValue.path(str(written[0].path))
+        metadata["path"] = MetadataValue.path(store.uri(written[0].path))
     return metadata
 
 
@@ -78,7 +78,8 @@ def _minute_bars_result(
     started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
-    written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, store.root, ticker, days)]
+    root = store.data_root
+    written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, root, ticker, days)]
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
     return MaterializeResult(metadata={

@@ -52,7 +52,7 @@ def options_contracts(
     started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
-    written = ingest.discover_contracts(polygon.client, store.root, config.to_selection(), days)
+    written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
         "mode": config.mode,
@@ -77,7 +77,7 @@ def raw_options_bars(
     started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
-    written = ingest.ingest_options_bars(polygon.client, store.root, days)
+    written = ingest.ingest_options_bars(polygon.client, store.data_root, days)
     after = polygon.client.stats.snapshot()
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),

@@ -5,7 +5,6 @@ import time
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from spy_pipeline import storage
 from spy_pipeline.corporate_actions import dividends_frame, splits_frame
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
@@ -68,8 +67,8 @@ def corporate_actions(
     before = polygon.client.stats.snapshot()
     dividends = dividends_frame([d for t in tickers for d in polygon.client.dividends(t)])
     splits = splits_frame([s for t in tickers for s in polygon.client.splits(t)])
-    folder = storage.dataset_dir(store.root, "raw", "corporate_actions")
-    sizes = {name: store.write(frame, folder / f"{name}.parquet")
+    folder = store.dataset_path("raw", "corporate_actions")
+    sizes = {name: store.write(frame, f"{folder}/{name}.parquet")
              for name, frame in (("dividends", dividends), ("splits", splits))}
     latest = dividends.sort("ex_dividend_date").tail(8)
     return MaterializeResult(metadata={
