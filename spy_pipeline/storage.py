@@ -34,6 +34,19 @@ _SAFE_PART = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,40}\Z")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 
+_PARTITION_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+
+
+def partition_day(name: str) -> dt.date | None:
+    """The day a partition file or folder is named for ("2025-01-08"), or None for any other name."""
+    if not _PARTITION_NAME.fullmatch(name):
+        return None
+    try:
+        return dt.date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
 class StorageError(ValueError):
     """A path outside the data dir, or a file that does not hold what it should."""
 

@@ -11,7 +11,6 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from spy_pipeline import storage
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.logs import configure_logging
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.session import open_polygon
@@ -103,7 +102,8 @@ class ParquetStoreResource(ConfigurableResource):
         """The days that have a file in the dataset folder `parts`, oldest first."""
         root = self.data_root
         names = (path.rsplit("/", 1)[-1] for path in root.list_files(root.dataset_path(*parts), ".parquet"))
-        return sorted(cal.parse_date(name.removesuffix(".parquet")) for name in names)
+        days = (storage.partition_day(name.removesuffix(".parquet")) for name in names)
+        return sorted(day for day in days if day is not None)  # a stray file is not a partition
 
     def exists(self, path: str) -> bool:
         return self.data_root.exists(path)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,6 +43,7 @@ from typing import Any, Literal
 
 from spy_pipeline import trading_calendar as cal
 from spy_pipeline.logs import get_logger
+from spy_pipeline.storage import partition_day
 
 log = get_logger(__name__)
 
@@ -59,7 +59,6 @@ SUFFIXES: dict[str, frozenset[str]] = {
 EXTRA_LOG_SUFFIXES = frozenset({".log", ".out", ".err", ".complete"})
 BY_MTIME = frozenset({"reports", "logs"})
 NEVER = frozenset({("raw", "corporate_actions")})
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -179,15 +178,6 @@ def _checked_extra_root(extra: Path | str, data_root: Path) -> Path:
     return path
 
 
-def _day(name: str) -> dt.date | None:
-    if not _DATE.fullmatch(name):
-        return None
-    try:
-        return dt.date.fromisoformat(name)
-    except ValueError:
-        return None
-
-
 def _later(first: dt.date | None, second: dt.date | None) -> dt.date | None:
     if first is None or second is None:
         return first or second
@@ -217,7 +207,7 @@ def _scan(
             if here in NEVER:
                 empty = False
                 continue
-            own = _day(entry.name)
+            own = partition_day(entry.name)
             inner = _later(day, own)
             inner_dataset = dataset if inner else (*dataset, entry.name)
             if _scan(root, here, inner, inner_dataset, rules, plan) and inner is not None and rules.expired(inner):
@@ -244,7 +234,7 @@ def _file(
         info = entry.stat(follow_symlinks=False)
     except OSError:  # gone meanwhile
         return None
-    dated = _later(day, _day(name[: -len(suffix)]))
+    dated = _later(day, partition_day(name[: -len(suffix)]))
     where = "/".join(dataset)
     if dated is not None:
         if not rules.expired(dated):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from spy_pipeline import trading_calendar as cal
+from spy_pipeline.storage import partition_day
 
 GROWTH_WINDOW = 20  # trading days
 UNDATED = "undated"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 FILES_SCHEMA = {
     "path": pl.Utf8, "dataset": pl.Utf8, "day": pl.Date, "month": pl.Utf8, "bytes": pl.Int64,
     "parquet": pl.Boolean, "uncompressed_bytes": pl.Int64,
@@ -90,8 +89,8 @@ def _walk(root: Path):
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue  # symlinks are not followed, nor counted
-            days = [d for d in (_day(part) for part in (*parts, path.stem)) if d is not None]
-            first_dated = next((i for i, part in enumerate(parts) if _day(part) is not None), len(parts))
+            days = [d for d in (partition_day(part) for part in (*parts, path.stem)) if d is not None]
+            first_dated = next((i for i, part in enumerate(parts) if partition_day(part) is not None), len(parts))
             dataset = "/".join(parts[:first_dated]) or "."
             day = max(days) if days else None
             is_parquet = name.endswith(".parquet") and not name.startswith(".")
@@ -99,15 +98,6 @@ def _walk(root: Path):
                 "/".join((*parts, name)), dataset, day, day.strftime("%Y-%m") if day else UNDATED,
                 info.st_size, is_parquet, _uncompressed(path) if is_parquet else None,
             )
-
-
-def _day(name: str) -> dt.date | None:
-    if not _DATE.fullmatch(name):
-        return None
-    try:
-        return dt.date.fromisoformat(name)
-    except ValueError:
-        return None
 
 
 def _uncompressed(path: Path) -> int | None:
