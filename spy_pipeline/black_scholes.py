@@ -42,10 +42,11 @@ compile when the cache is empty.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, set_parallel_chunksize
 from numpy.typing import ArrayLike
 
 __all__ = [
@@ -438,6 +439,16 @@ def _price_threaded(S, K, T, r, q, sigma, flag, out):
         _price_range(start, min(n, start + CHUNK_ROWS), S, K, T, r, q, sigma, flag, out)
 
 
+def _threaded(kernel: Callable[..., None], *arrays: np.ndarray) -> None:
+    """Run a threaded kernel with its chunks handed out one at a time, as threads finish the last: on a shared
+    machine a busy core then does not hold the others up (numba's default splits the loop evenly up front)."""
+    previous = set_parallel_chunksize(1)
+    try:
+        kernel(*arrays)
+    finally:
+        set_parallel_chunksize(previous)
+
+
 def _flags(is_call: ArrayLike) -> np.ndarray:
     """int8 array, > 0 for calls: from bools, integers (1 call; -1 or 0 put) or strings ('c'/'p')."""
     flags = np.asarray(is_call)
@@ -491,7 +502,7 @@ def implied_vol_and_greeks(
     outputs = [np.empty(n) for _ in range(6)]
     reason = np.empty(n, dtype=np.int8)
     if n >= PARALLEL_MIN_ROWS:
-        _greeks_threaded(*columns, *outputs, reason)
+        _threaded(_greeks_threaded, *columns, *outputs, reason)
     else:
         _greeks_range(0, n, *columns, *outputs, reason)
     return GreeksResult(*(a.reshape(shape) for a in outputs), reason=reason.reshape(shape))
@@ -515,7 +526,7 @@ def price(
     columns, shape = _columns([*values, _flags(is_call)])
     out = np.empty(math.prod(shape))
     if out.size >= PARALLEL_MIN_ROWS:
-        _price_threaded(*columns, out)
+        _threaded(_price_threaded, *columns, out)
     else:
         _price_range(0, out.size, *columns, out)
     return out.reshape(shape)

@@ -154,7 +154,7 @@ def test_implied_vol_matches_py_vollib(case_name: str, request: pytest.FixtureRe
 def test_greeks_match_py_vollib_at_the_same_volatility(case_name: str, request: pytest.FixtureRequest) -> None:
     case = request.getfixturevalue(case_name)
     ours = case["ours"]
-    ok = np.flatnonzero(ours.reason == bs.OK)[:2_500]
+    ok = np.flatnonzero(ours.reason == bs.OK)
     theirs = vollib_greeks(*(case[k][ok] for k in ("S", "K", "T", "r", "q")), ours.iv[ok], case["call"][ok])
     for name, values in ours_greeks(ours).items():
         np.testing.assert_allclose(values[ok], theirs[name], rtol=0, atol=GREEKS_TOL, err_msg=name)
