@@ -26,8 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,8 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from spy_pipeline_tests.bench.results import merge_results
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "bench" / "results.json"
 DAY = dt.date(2025, 1, 8)
 SIZES = (50, 500, 2_000)
 FULL_BASELINE_MAX_CONTRACTS = 50
@@ -48,12 +47,9 @@ MIB = 1024 * 1024
 
 
 def _peak_rss_mib() -> float:
-    """This process's peak RSS, ru_maxrss (KiB on Linux).
-
-    Linux carries ru_maxrss over from the parent through fork + exec, so the parent stays small while the
-    children run (inputs are prepared in a child of their own); `_vm_hwm_mib` cross-checks it.
-    """
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: VmHWM, which exec starts afresh, unlike ru_maxrss, which Linux carries over
+    from the parent through fork + exec (under `make bench` the parent has run the other benchmarks)."""
+    return _vm_hwm_mib()
 
 
 def _vm_hwm_mib() -> float:
@@ -294,20 +290,6 @@ def _check_sample(data_dir: Path) -> tuple[int, float]:
     return ok.height, diff
 
 
-def _merge_results(figures: dict[str, object]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        results = json.loads(RESULTS.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        results = {}
-    results["consolidation"] = figures
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(results, tmp, indent=2, sort_keys=True)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600
-    os.replace(tmp.name, RESULTS)
-
-
 def main() -> None:
     # The parent imports nothing heavy and holds no data while the children run: see _peak_rss_mib.
     with tempfile.TemporaryDirectory() as tmp:
@@ -359,13 +341,13 @@ def main() -> None:
     print(f"  goal: {GOAL_CONTRACTS:,} contracts ({goal['rows']:,} rows) in <= {GOAL_SECONDS:.0f} s and <= 1 GiB peak: "
           f"{goal['seconds']:.3f} s, {goal['peak_rss_mib']:.0f} MiB ({goal['imports_rss_mib']:.0f} MiB of it "
           f"imports) -> {'met' if met else 'MISSED'}  (inputs prepared in {prepare_s:.0f} s, not timed)")
-    _merge_results({
+    merge_results("consolidation", {
         "day": DAY.isoformat(),
         "sizes": sizes,
         "repeats": REPEATS,
         "goal": {"contracts": GOAL_CONTRACTS, "seconds": GOAL_SECONDS, "peak_rss_mib": GOAL_PEAK_MIB, "met": met},
         "note": "ours: lake.consolidation_inputs + consolidate_day + atomic Parquet write, median of repeats after a "
-                "first call, fresh process per size, peak RSS = ru_maxrss including imports (VmHWM agrees); "
+                "first call, fresh process per size, peak RSS = VmHWM including imports; "
                 f"baseline: pandas + per-row vollib, loop extrapolated from {BASELINE_SAMPLE_ROWS} random rows above "
                 f"{FULL_BASELINE_MAX_CONTRACTS} contracts",
         "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -12,7 +12,6 @@ fast path. Figures are merged into bench/results.json under "greeks".
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import statistics
@@ -28,6 +27,7 @@ import numba
 import numpy as np
 
 from spy_pipeline import black_scholes as bs
+from spy_pipeline_tests.bench.results import merge_results
 
 ROWS = 1_000_000
 SAMPLE = 20_000
@@ -35,7 +35,6 @@ REPEATS = 5
 MINUTE = 1.0 / (365 * 24 * 60)
 RATE, DIVIDEND_YIELD = 0.045, 0.013
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "bench" / "results.json"
 FIRST_CALL = (
     "import time; t = time.perf_counter(); from spy_pipeline import black_scholes as bs; "
     "i = time.perf_counter(); bs.implied_vol_and_greeks(2.4, 49.0, 50.0, 0.38, 0.05, 0.0, True); "
@@ -158,19 +157,6 @@ def _iv_errors(ivs: np.ndarray, oracle: np.ndarray, rows: dict[str, np.ndarray])
     }
 
 
-def _merge_results(figures: dict[str, object]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        results = json.loads(RESULTS.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        results = {}
-    results["greeks"] = figures
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(results, tmp, indent=2, sort_keys=True)
-        tmp.write("\n")
-    os.replace(tmp.name, RESULTS)
-
-
 def main() -> None:
     rows = spy_like_rows(ROWS)
     _ours(rows)  # warm: compiles, or loads numba's cache
@@ -235,7 +221,7 @@ def main() -> None:
     print(f"  new process, numba cache warm: import {cached['import_s']:.2f} s, first call "
           f"{cached['first_call_s']:.2f} s, first threaded call {cached['first_threaded_call_s']:.2f} s")
 
-    _merge_results({
+    merge_results("greeks", {
         "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rows": ROWS,
         "threads": threads,

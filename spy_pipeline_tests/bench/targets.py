@@ -28,6 +28,7 @@ import polars as pl
 
 from spy_pipeline.targets import forward_targets, target_columns
 from spy_pipeline.trading_calendar import session_bounds
+from spy_pipeline_tests.bench.results import merge_results
 
 DAY = dt.date(2025, 1, 15)
 CONTRACTS = 2_000
@@ -36,7 +37,6 @@ REPEATS = 5
 LOOP_SAMPLE = 20_000
 MEMORY_SAMPLE = 2_000
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "bench" / "results.json"
 MB = 1024 * 1024
 
 
@@ -151,20 +151,6 @@ def _check(ours: pl.DataFrame, kept: list[tuple[str, dt.datetime, list[float | N
         assert list(row) == want, "loop and forward_targets disagree"
 
 
-def _merge_results(figures: dict[str, object]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        results = json.loads(RESULTS.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        results = {}
-    results["targets"] = figures
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(results, tmp, indent=2, sort_keys=True)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600
-    os.replace(tmp.name, RESULTS)
-
-
 def main() -> None:
     frame = synthetic_day()
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,7 +179,7 @@ def main() -> None:
     print(f"  * loop timed on {LOOP_SAMPLE:,} random rows and extrapolated to {rows:,} "
           f"(+ {loop['setup_seconds']:.1f} s setup timed in full); its MB = Python lists of its results, "
           f"from tracemalloc on {MEMORY_SAMPLE:,} rows; the sample's targets agree with ours")
-    _merge_results({
+    merge_results("targets", {
         "day": DAY.isoformat(),
         "contracts": CONTRACTS,
         "rows": rows,
