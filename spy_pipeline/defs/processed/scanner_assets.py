@@ -84,6 +84,8 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
             "first_day": str(days[0]),
             "last_day": str(days[-1]),
             "days": len(days),
+            "contract_days": summary["contract_days"],
+            "events": summary["events"],
             "figures": markdown_table(["figure", "value"], [[k, v] for k, v in figures.items()]),
             "events_by_trigger_hour_et": markdown_table(by_hour.columns, by_hour.rows()),
             "events_per_contract_day": markdown_table(
