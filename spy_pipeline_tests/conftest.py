@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import polygon
 import pytest
+import urllib3
 
 from spy_pipeline.sandbox.server import SandboxServer
 
@@ -45,3 +49,21 @@ def sandbox_env(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Sand
     monkeypatch.setenv("POLYGON_BASE_URL", sandbox.url)
     monkeypatch.setenv("SPY_PIPELINE_REQUESTS_PER_MINUTE", "100000")
     return sandbox
+
+
+@pytest.fixture
+def client(sandbox: SandboxServer) -> polygon.RESTClient:
+    """The unmodified official client, pointed at the test's sandbox."""
+    return polygon.RESTClient(SANDBOX_KEY, base=sandbox.url)
+
+
+@pytest.fixture
+def http() -> Iterator[urllib3.PoolManager]:
+    """A plain pool without retries, so every status the sandbox sends is seen as sent."""
+    with urllib3.PoolManager(retries=False) as pool:
+        yield pool
+
+
+def fixture_json(name: str) -> Any:
+    """One of Polygon's documented responses, from polygon_fixtures/."""
+    return json.loads((FIXTURES_DIR / name).read_text())

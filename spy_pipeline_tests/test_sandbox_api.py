@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +15,7 @@ from polygon.rest.models import Agg
 
 from spy_pipeline.sandbox.faults import Fault
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline_tests.conftest import FIXTURES_DIR, SANDBOX_KEY
+from spy_pipeline_tests.conftest import SANDBOX_KEY, fixture_json
 
 pytestmark = pytest.mark.integration
 
@@ -27,20 +25,8 @@ MINUTE_RANGE = "/v2/aggs/ticker/SPY/range/1/minute/2025-01-06/2025-01-08"
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 
 
-@pytest.fixture
-def client(sandbox: SandboxServer) -> polygon.RESTClient:
-    return polygon.RESTClient(SANDBOX_KEY, base=sandbox.url)
 
 
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    """A plain pool without retries, so every status the sandbox sends is seen as sent."""
-    with urllib3.PoolManager(retries=False) as pool:
-        yield pool
-
-
-def fixture_json(name: str) -> Any:
-    return json.loads((Path(FIXTURES_DIR) / name).read_text())
 
 
 def get(http: urllib3.PoolManager, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:

@@ -27,7 +27,7 @@ from spy_pipeline import trading_calendar as cal
 from spy_pipeline.options import occ
 from spy_pipeline.sandbox import catalog, market, options
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline_tests.conftest import REPO_ROOT, SANDBOX_KEY
+from spy_pipeline_tests.conftest import REPO_ROOT
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # py_vollib asks to be imported as vollib
@@ -338,11 +338,6 @@ def test_implied_volatility_follows_vix_with_a_put_skew() -> None:
 
 
 # --- through the official client ------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(sandbox: SandboxServer) -> polygon.RESTClient:
-    return polygon.RESTClient(SANDBOX_KEY, base=sandbox.url)
 
 
 def closes(client: polygon.RESTClient, symbol: str, day: dt.date) -> dict[int, float]:

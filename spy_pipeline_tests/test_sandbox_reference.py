@@ -7,11 +7,8 @@ The unmodified official client does the paging (it sends only the `cursor` of ea
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -25,7 +22,7 @@ from polygon.rest.models import Insight, OptionsContract, Publisher, TickerNews
 from spy_pipeline import trading_calendar as cal
 from spy_pipeline.sandbox import market, options, reference
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline_tests.conftest import FIXTURES_DIR, SANDBOX_KEY
+from spy_pipeline_tests.conftest import SANDBOX_KEY, fixture_json
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +33,8 @@ NEWS = "/v2/reference/news"
 DAY = dt.date(2025, 1, 8)
 
 
-@pytest.fixture
-def client(sandbox: SandboxServer) -> polygon.RESTClient:
-    return polygon.RESTClient(SANDBOX_KEY, base=sandbox.url)
 
 
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    with urllib3.PoolManager(retries=False) as pool:
-        yield pool
-
-
-def fixture_json(name: str) -> Any:
-    return json.loads((Path(FIXTURES_DIR) / name).read_text())
 
 
 def get_json(http: urllib3.PoolManager, url: str, status: int = 200) -> Any:
