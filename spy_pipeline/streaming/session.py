@@ -1,0 +1,378 @@
+"""One streaming session: the official WebSocket client per market, a MicroBatcher, heartbeats, REST gap fills.
+
+`run_stream_session(config, root, clock=..., rest=..., stop_event=...)` blocks until the session's close
+(early closes included, plus `close_grace_seconds` of market time for the last bar) or until `stop_event` is
+set (a terminated Dagster run sets it), then flushes and returns a `StreamResult`.
+
+Connections: one `polygon.WebSocketClient` (unmodified) for ``stocks``, one for ``indices`` and one per 1,000
+option contracts, each subscribed to ``AM.<symbol>``. The client reconnects by itself on an abnormal close
+(re-authenticating and re-subscribing); when it gives up or the server closes cleanly before the close, the
+session starts a new client after a backoff.
+
+Gaps. Data published while a connection is down is lost. Every connection keeps a watermark: the end of the
+last AM bar it delivered (at the start: `fill_from`, default the clock's minute when the session starts).
+When a new connection object appears (the client's ``websocket`` changes: the first connect or a reconnect),
+the next AM frame it delivers, ending at E, tells what is covered again; the bars of that connection's
+symbols with watermark <= s < E are fetched with `PolygonClient.minute_bars` and fed to the batcher, whose
+de-duplication removes the overlap (the bar ending at E arrives both ways). A connection still down at the
+close is filled up to the close.
+
+Time. `clock.now()` (an aware datetime) is the market's "now": the wall clock in production, the sandbox's
+`SimClock` in simulations, so a day replayed at 600x ends by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import polygon
+from polygon.exceptions import AuthError
+from websockets.protocol import State
+
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.logs import get_logger
+from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.storage import DataRoot
+from spy_pipeline.streaming.batches import MINUTE_MS, STREAM_DATASET, BatcherStats, MicroBatcher
+
+log = get_logger(__name__)
+MAX_OPTION_CONTRACTS = 1_000
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+
+class WallClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    day: dt.date
+    api_key: str
+    feed: str = "socket.polygon.io"  # host[:port]
+    secure: bool = True
+    stocks: tuple[str, ...] = ("SPY",)
+    indices: tuple[str, ...] = ("I:VIX",)
+    options: tuple[str, ...] = ()
+    flush_seconds: float = 5.0  # wall seconds between time-based flushes
+    flush_records: int = 5_000  # a source's buffer lands at once at this size
+    heartbeat_seconds: float = 5.0  # wall seconds
+    close_grace_seconds: float = 60.0  # market seconds after the close before stopping
+    fill_from: dt.datetime | None = None  # default: the clock's minute at the start
+    max_reconnects: int | None = 5  # per client; then a new client after a backoff
+    backoff_seconds: tuple[float, float] = (0.5, 10.0)  # first and largest wait between clients
+    tick_seconds: float = 0.05
+
+    def connections(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(market, symbols) of every connection: options split by 1,000 contracts."""
+        plan: list[tuple[str, tuple[str, ...]]] = []
+        if self.stocks:
+            plan.append(("stocks", tuple(self.stocks)))
+        if self.indices:
+            plan.append(("indices", tuple(self.indices)))
+        contracts = tuple(dict.fromkeys(self.options))
+        for i in range(0, len(contracts), MAX_OPTION_CONTRACTS):
+            plan.append(("options", contracts[i : i + MAX_OPTION_CONTRACTS]))
+        return plan
+
+
+@dataclass
+class Gap:
+    connection: int
+    market: str
+    from_ms: int  # bars with from_ms <= s < to_ms were fetched from REST
+    to_ms: int
+    rows: int = 0
+    filled: bool = False
+
+
+@dataclass
+class _Connection:
+    index: int
+    market: str
+    symbols: tuple[str, ...]
+    watermark_ms: int
+    client: polygon.WebSocketClient | None = None
+    ws: object | None = None
+    connects: int = 0
+    messages: int = 0
+    last_event_ms: int | None = None
+    gap_from: int | None = None
+    clean_end: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.clean_end:
+            return "closed"
+        ws = self.client.websocket if self.client is not None else None
+        if ws is None:
+            return "connecting"
+        return "connected" if getattr(ws, "state", None) is State.OPEN else "reconnecting"
+
+    def describe(self) -> dict[str, Any]:
+        return {"market": self.market, "symbols": len(self.symbols), "state": self.state,
+                "connects": self.connects, "messages": self.messages, "last_event": _iso(self.last_event_ms)}
+
+
+@dataclass
+class StreamResult:
+    day: dt.date
+    reason: str  # "session_close" or "stopped"
+    stats: BatcherStats
+    files: list[str]
+    gaps: list[Gap]
+    connections: list[dict[str, Any]]
+    heartbeats: int
+    wall_seconds: float
+    rest_rows: int = 0
+    heartbeat_path: str = ""
+
+
+def heartbeat_path(root: DataRoot, day: dt.date) -> str:
+    return f"{root.dataset_path(STREAM_DATASET)}/_heartbeat/{day.isoformat()}.json"
+
+
+def read_heartbeat(root: DataRoot, day: dt.date) -> dict[str, Any] | None:
+    path = heartbeat_path(root, day)
+    if not root.exists(path):
+        return None
+    with root.fs.open_input_stream(path) as handle:
+        return json.loads(handle.readall())
+
+
+class _Session:
+    def __init__(self, config: StreamConfig, root: DataRoot, clock: Clock, rest: PolygonClient | None,
+                 stop_event: threading.Event) -> None:
+        self.config, self.root, self.clock, self.rest, self.stop_event = config, root, clock, rest, stop_event
+        self.day = cal.require_trading_day(config.day)
+        bounds = cal.session_bounds(self.day)
+        self.close_ms = _ms(bounds.close)
+        self.batcher = MicroBatcher(root, self.day, flush_seconds=config.flush_seconds,
+                                    flush_records=config.flush_records, now_ms=self.now_ms)
+        start = config.fill_from or clock.now()
+        start_ms = max(_ms(start) // MINUTE_MS * MINUTE_MS, _ms(bounds.pre_market_open))
+        self.conns = [_Connection(i, m, s, start_ms) for i, (m, s) in enumerate(config.connections())]
+        self.gaps: list[Gap] = []
+        self.rest_rows = 0
+        self.heartbeats = 0
+        self.state = "connecting"
+        self._fills: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.heartbeat_path = heartbeat_path(root, self.day)
+
+    def now_ms(self) -> int:
+        return _ms(self.clock.now())
+
+    def past_close(self) -> bool:
+        return self.now_ms() >= self.close_ms
+
+    # the main loop --------------------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        tasks = [asyncio.create_task(self._run_connection(c), name=f"ws-{c.market}-{c.index}") for c in self.conns]
+        grace_ms = int(self.config.close_grace_seconds * 1000)
+        next_beat = 0.0
+        reason = "session_close"
+        failure: BaseException | None = None
+        try:
+            while True:
+                for conn in self.conns:
+                    self._observe(conn)
+                if self.stop_event.is_set():
+                    reason = "stopped"
+                    break
+                if self.now_ms() >= self.close_ms + grace_ms:
+                    break
+                finished = [t for t in tasks if t.done()]
+                errors = [t.exception() for t in finished if not t.cancelled() and t.exception() is not None]
+                if errors:
+                    failure = errors[0]
+                    reason = "failed"
+                    break
+                if len(finished) == len(tasks) and self.past_close():
+                    break
+                self.batcher.maybe_flush()
+                if time.monotonic() >= next_beat:
+                    self._heartbeat()
+                    next_beat = time.monotonic() + self.config.heartbeat_seconds
+                await asyncio.sleep(self.config.tick_seconds)
+        finally:
+            self._stopping = True
+            await self._shutdown(tasks)
+        if reason == "session_close":
+            self._fill_at_close()
+            await self._wait_fills()
+        self.batcher.close()
+        self.state = {"session_close": "closed"}.get(reason, reason)
+        self._heartbeat()
+        if failure is not None:
+            raise failure
+        return reason
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        for conn in self.conns:
+            if conn.client is not None and conn.client.websocket is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.client.close(), 2)
+        _, pending = await asyncio.wait(tasks, timeout=2) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await self._wait_fills()
+
+    async def _wait_fills(self) -> None:
+        while self._fills:
+            await asyncio.gather(*list(self._fills), return_exceptions=True)
+
+    async def _run_connection(self, conn: _Connection) -> None:
+        first, largest = self.config.backoff_seconds
+        delay = first
+        while not self._stopping:
+            conn.client = polygon.WebSocketClient(
+                api_key=self.config.api_key, feed=self.config.feed, market=conn.market, secure=self.config.secure,
+                subscriptions=[f"AM.{s}" for s in conn.symbols], max_reconnects=self.config.max_reconnects,
+            )
+            conn.clean_end = False
+
+            async def processor(messages: list[Any], conn: _Connection = conn) -> None:
+                self._process(conn, messages)
+
+            try:
+                await conn.client.connect(processor)
+                conn.clean_end = True
+            except AuthError:
+                raise
+            except Exception as exc:  # the client gave up reconnecting: a new one after the backoff
+                log.warning("stream_connection_lost", market=conn.market, error=repr(exc))
+            if self._stopping or self.past_close():
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, largest)
+
+    def _observe(self, conn: _Connection) -> None:
+        """Notice a new connection object (first connect or reconnect): what follows the watermark is a gap."""
+        ws = conn.client.websocket if conn.client is not None else None
+        if ws is not None and ws is not conn.ws:
+            conn.ws = ws
+            conn.connects += 1
+            if conn.gap_from is None:
+                conn.gap_from = conn.watermark_ms
+
+    def _process(self, conn: _Connection, messages: list[Any]) -> None:
+        self._observe(conn)
+        conn.messages += len(messages)
+        self.batcher.add_many(messages)
+        ends = [e for m in messages if isinstance(e := getattr(m, "end_timestamp", None), int)
+                and getattr(getattr(m, "event_type", None), "value", getattr(m, "event_type", None)) == "AM"]
+        if not ends:
+            return
+        if conn.gap_from is not None:
+            # missed: bars starting in [gap_from, E - 1 min); the bar ending at E is fetched too (overlap)
+            self._schedule_fill(conn, conn.gap_from, min(ends) - MINUTE_MS, overlap_ms=MINUTE_MS)
+            conn.gap_from = None
+        conn.watermark_ms = max(conn.watermark_ms, max(ends))
+        conn.last_event_ms = conn.watermark_ms
+
+    # REST fills -----------------------------------------------------------------------------------------
+
+    def _schedule_fill(self, conn: _Connection, from_ms: int, to_ms: int, overlap_ms: int = 0) -> None:
+        """Bars of `conn` starting in [from_ms, to_ms) were missed: fetch [from_ms, to_ms + overlap_ms)."""
+        if to_ms <= from_ms:
+            return
+        gap = Gap(conn.index, conn.market, from_ms, to_ms + overlap_ms)
+        self.gaps.append(gap)
+        if self.rest is None:
+            return
+        task = asyncio.create_task(asyncio.to_thread(self._fill, conn.symbols, gap))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    def _fill_at_close(self) -> None:
+        """A connection whose last bar ends before the close may have lost the end (a reconnect too short for
+        the monitor to see, or still down): fill from its watermark (one REST call per symbol of it)."""
+        for conn in self.conns:
+            start = conn.gap_from if conn.gap_from is not None else conn.watermark_ms
+            if start < self.close_ms:
+                self._schedule_fill(conn, start, self.close_ms)
+
+    def _fill(self, symbols: tuple[str, ...], gap: Gap) -> None:
+        assert self.rest is not None
+        rows = 0
+        for symbol in symbols:
+            frame = self.rest.minute_bars(symbol, self.day, self.day)
+            window = frame.filter((frame["t"] >= gap.from_ms) & (frame["t"] < gap.to_ms))
+            messages = [
+                {"ev": "AM", "sym": symbol, "o": r["o"], "h": r["h"], "l": r["l"], "c": r["c"], "v": r["v"],
+                 "vw": r["vw"], "n": r["n"], "s": r["t"], "e": r["t"] + MINUTE_MS}
+                for r in window.iter_rows(named=True)
+            ]
+            rows += len(messages)
+            self.batcher.add_many(messages, from_rest=True)
+        gap.rows, gap.filled = rows, True
+        self.rest_rows += rows
+        log.info("stream_gap_filled", market=gap.market, start=_iso(gap.from_ms), end=_iso(gap.to_ms), rows=rows)
+
+    # heartbeat ------------------------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        if not self._stopping:
+            states = {c.state for c in self.conns}
+            self.state = "streaming" if states <= {"connected", "closed"} else (
+                "connecting" if states == {"connecting"} else "reconnecting")
+        stats = self.batcher.stats
+        beat = {
+            "day": self.day.isoformat(),
+            "state": self.state,
+            "messages": stats.messages,
+            "last_event_time": _iso(stats.last_event_ms),
+            "market_time": _iso(self.now_ms()),
+            "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+            "buffered": self.batcher.buffered,
+            "counts": stats.as_dict(),
+            "rest_rows": self.rest_rows,
+            "gaps": len(self.gaps),
+            "connections": [c.describe() for c in self.conns],
+        }
+        try:
+            self.root.write_bytes(json.dumps(beat, indent=1).encode(), self.heartbeat_path)
+            self.heartbeats += 1
+        except OSError as exc:  # a heartbeat must not end the session
+            log.warning("stream_heartbeat_failed", error=repr(exc))
+
+
+def run_stream_session(
+    config: StreamConfig,
+    data_root: DataRoot,
+    clock: Clock | None = None,
+    rest: PolygonClient | None = None,
+    stop_event: threading.Event | None = None,
+) -> StreamResult:
+    """Stream `config.day` until its close or `stop_event`; see the module docstring."""
+    session = _Session(config, data_root, clock or WallClock(), rest, stop_event or threading.Event())
+    started = time.monotonic()
+    reason = asyncio.run(session.run())
+    return StreamResult(
+        day=session.day, reason=reason, stats=session.batcher.stats, files=list(session.batcher.landed_files),
+        gaps=session.gaps, connections=[c.describe() for c in session.conns], heartbeats=session.heartbeats,
+        wall_seconds=time.monotonic() - started, rest_rows=session.rest_rows, heartbeat_path=session.heartbeat_path,
+    )
