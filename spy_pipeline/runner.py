@@ -103,11 +103,17 @@ def _describe(result: ExecuteInProcessResult, data_dir: Path | str) -> list[str]
             lines += [f"    {meta[key].value}" for key in ("csv",) if key in meta]
             continue
         files = meta["written_files"].value
-        rows = sum(int(f["rows"]) for f in files)
+        rows = sum(int(f.get("rows", 0)) for f in files)  # a chart has bytes, not rows
+        counted = f", {rows:,} rows" if any("rows" in f for f in files) else ""
         lines.append(
-            f"  {name}: {len(files)} files, {rows:,} rows" + (f", {requests} Polygon requests" if requests else "")
+            f"  {name}: {len(files)} files{counted}" + (f", {requests} Polygon requests" if requests else "")
         )
-        lines += [f"    {_join(data_dir, f['path'])}  ({f['rows']:,} rows, {f['bytes'] / 1024:.0f} KiB)" for f in files]
+        lines += [
+            f"    {_join(data_dir, f['path'])}  ("
+            + (f"{f['rows']:,} rows, " if "rows" in f else "")
+            + f"{f['bytes'] / 1024:.0f} KiB)"
+            for f in files
+        ]
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
     if evaluations:
