@@ -13,7 +13,7 @@ PYTHON312 := $(shell \
   elif [ -x "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version 2>/dev/null)/bin/python" ]; then echo "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version)/bin/python"; \
   fi)
 
-.PHONY: help run test dev dev-postgres postgres-binaries lint bench venv clean
+.PHONY: help run test dev dev-postgres postgres-binaries lint bench venv clean soak
 
 help:
 	@echo "make run    backfill the asset graph for the last trading days against the embedded sandbox"
@@ -22,6 +22,7 @@ help:
 	@echo "make dev-postgres   the same on the production instance profile (PostgreSQL; DAGSTER_PG_* variables)"
 	@echo "make lint   ruff"
 	@echo "make bench  benchmarks, printing figures and ratios"
+	@echo "make soak   fault-injection soak and SIGKILL crash checks, printing a Markdown table"
 
 venv: $(STAMP)
 
@@ -84,3 +85,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Fault soak (not part of `make test`): random fault plans per mode and SIGKILL crash checks, loopback only.
+# SOAK_ARGS="--runs 5 --kills 20 --max-minutes 30" to go longer.
+soak: $(STAMP)
+	$(PY) -m spy_pipeline_tests.soak $(SOAK_ARGS)

@@ -12,9 +12,9 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from spy_pipeline.sandbox.faults import Fault, FaultPlan
+from spy_pipeline.sandbox.faults import REPLACING_KINDS, Fault, FaultPlan
 from spy_pipeline.sandbox.routes import ROUTES, ApiError, Request
 
 
@@ -56,8 +56,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._finish(path, 401, _error_body(request_id, self._auth_message(query)))
         query.pop("apiKey", None)
         fault = state.faults.take(path)
-        if fault is not None and self._apply_fault(fault, path, request_id):
+        if fault is not None and fault.kind in REPLACING_KINDS and self._apply_fault(fault, path, request_id):
             return None
+        cap = state.faults.page_cap(path)
+        if cap is not None and "cursor" not in query:  # a next page's cursor carries the first page's limit
+            query["limit"] = str(min(cap, int(query["limit"]))) if query.get("limit", "").isdigit() else str(cap)
+        status, body = self._route(path, query, request_id)
+        if fault is None or status != 200:
+            return self._finish(path, status, body)
+        if fault.kind == "truncated":
+            return self._send(path, 200, fault.cut(json.dumps(body, separators=(",", ":")).encode()))
+        if fault.kind in ("repeat_page", "skip_page") and isinstance(body, dict) and body.get("next_url"):
+            body = {**body, "next_url": self._paging_fault(fault.kind, path, query, body["next_url"], request_id)}
+            if body["next_url"] is None:
+                del body["next_url"]
+        return self._finish(path, status, fault.corrupt(body))
+
+    def _route(self, path: str, query: dict[str, str], request_id: str) -> tuple[int, object]:
         for pattern, handler in ROUTES:
             match = pattern.match(path)
             if match is None:
@@ -65,15 +80,30 @@ class _Handler(BaseHTTPRequestHandler):
             request = Request(
                 path=path,
                 query=query,
-                base_url=f"http://{self.headers.get('Host', '127.0.0.1')}",
+                base_url=self._base_url(),
                 request_id=request_id,
-                today=state.today or dt.date.today(),
+                today=self.server.state.today or dt.date.today(),
             )
             try:
-                return self._finish(path, 200, handler(request, match))
+                return 200, handler(request, match)
             except ApiError as exc:
-                return self._finish(path, exc.status, _error_body(request_id, exc.message, exc.status_word))
-        return self._finish(path, 404, _error_body(request_id, "Not found", "NOT_FOUND"))
+                return exc.status, _error_body(request_id, exc.message, exc.status_word)
+        return 404, _error_body(request_id, "Not found", "NOT_FOUND")
+
+    def _base_url(self) -> str:
+        return f"http://{self.headers.get('Host', '127.0.0.1')}"
+
+    def _paging_fault(
+        self, kind: str, path: str, query: dict[str, str], next_url: str, request_id: str
+    ) -> str | None:
+        """repeat_page: the next page is this one again. skip_page: the next page is the one after it."""
+        if kind == "repeat_page":
+            return f"{self._base_url()}{path}?{urlencode(query)}"
+        parts = urlsplit(next_url)
+        status, skipped = self._route(unquote(parts.path), dict(parse_qsl(parts.query)), request_id)
+        if status != 200 or not isinstance(skipped, dict):
+            return next_url
+        return skipped.get("next_url")
 
     def _authorized(self, query: dict[str, str], api_key: str) -> bool:
         header = self.headers.get("Authorization", "")
@@ -147,6 +177,11 @@ class SandboxServer:
     @property
     def faults(self) -> FaultPlan:
         return self.state.faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        """Swap the whole plan (a seeded `FaultPlan.random`, say)."""
+        self.state.faults = plan
 
     @property
     def url(self) -> str:
