@@ -1,0 +1,54 @@
+"""A planted API key never reaches logs, exceptions, Dagster's event log, metadata, run config or data files."""
+
+import os
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.sandbox.server import SandboxServer
+
+PLANTED = "PLANTED-SECRET-7c41e9d2aa"
+WRONG = "WRONG-SECRET-55b0f3e1cc"
+RESOURCES = {"polygon": PolygonResource(requests_per_minute=100_000), "store": ParquetStoreResource()}
+
+
+def _bytes_under(folder: Path) -> list[tuple[Path, bytes]]:
+    return [(path, path.read_bytes()) for path in folder.rglob("*") if path.is_file()]
+
+
+def test_a_planted_key_appears_nowhere_after_a_backfill_with_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("SPY_PIPELINE_LOG_FORMAT", "json")
+    monkeypatch.setenv("SPY_PIPELINE_LOG_LEVEL", "DEBUG")
+    with SandboxServer(api_key=PLANTED) as sandbox, DagsterInstance.get() as instance:
+        monkeypatch.setenv("POLYGON_BASE_URL", sandbox.url)
+        monkeypatch.setenv("POLYGON_API_KEY", PLANTED)
+        sandbox.faults.burst("/v2/aggs", 429, 2, retry_after_s=0)
+        sandbox.faults.burst("/v2/aggs", 503, 1)
+        good = materialize([raw_spy_bars, raw_vix_bars], resources=RESOURCES, instance=instance,
+                           partition_key="2025-01-08")
+        assert good.success
+        monkeypatch.setenv("POLYGON_API_KEY", WRONG)  # a 401: the failure's text must not echo the key either
+        bad = materialize([raw_spy_bars], resources=RESOURCES, instance=instance, partition_key="2025-01-07",
+                          raise_on_error=False)
+        assert not bad.success
+        records = [str(entry) for run in (good, bad) for entry in instance.all_logs(run.run_id)]
+        runs = [str(instance.get_run_by_id(run.run_id)) for run in (good, bad)]
+    captured = capfd.readouterr()
+    assert "polygon_retry" in captured.err  # the retries were logged, so the logs were really exercised
+    assert any("401" in record for record in records)  # and the failure was recorded
+    texts = {"stdout": captured.out, "stderr": captured.err, "event log": "\n".join(records),
+             "runs and their config": "\n".join(runs)}
+    for secret in (PLANTED, WRONG):
+        for where, text in texts.items():
+            assert secret not in text, f"{where} contains the API key"
+        for path, content in _bytes_under(home) + _bytes_under(data_dir):
+            assert secret.encode() not in content, f"{path} contains the API key"
+    assert os.environ["POLYGON_API_KEY"] == WRONG  # the test planted what it scanned for
