@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -163,6 +164,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         super().__init__(address, _Handler)
         self.state = state
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (a timeout, an injected reset) is normal here: no traceback on stderr."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class SandboxServer:
