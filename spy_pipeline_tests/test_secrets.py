@@ -1,5 +1,7 @@
 """A planted API key never reaches logs, exceptions, Dagster's event log, metadata, run config or data files."""
 
+import io
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +21,15 @@ def _bytes_under(folder: Path) -> list[tuple[Path, bytes]]:
     return [(path, path.read_bytes()) for path in folder.rglob("*") if path.is_file()]
 
 
+def _capture_project_logs(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> None:
+    """Point the project's log handler (configured once per process, perhaps by an earlier test) at `stream`."""
+    from spy_pipeline.defs.resources import settings_with_logging
+
+    settings_with_logging()  # configures logging if no earlier test did
+    [handler] = [h for h in logging.getLogger().handlers if h.get_name() == "spy_pipeline"]
+    monkeypatch.setattr(handler, "stream", stream)
+
+
 def test_a_planted_key_appears_nowhere_after_a_backfill_with_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], data_dir: Path
 ) -> None:
@@ -27,11 +38,13 @@ def test_a_planted_key_appears_nowhere_after_a_backfill_with_failures(
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("SPY_PIPELINE_LOG_FORMAT", "json")
     monkeypatch.setenv("SPY_PIPELINE_LOG_LEVEL", "DEBUG")
+    log_output = io.StringIO()
     with SandboxServer(api_key=PLANTED) as sandbox, DagsterInstance.get() as instance:
         monkeypatch.setenv("POLYGON_BASE_URL", sandbox.url)
         monkeypatch.setenv("POLYGON_API_KEY", PLANTED)
         sandbox.faults.burst("/v2/aggs", 429, 2, retry_after_s=0)
         sandbox.faults.burst("/v2/aggs", 503, 1)
+        _capture_project_logs(monkeypatch, log_output)
         good = materialize([raw_spy_bars, raw_vix_bars], resources=RESOURCES, instance=instance,
                            partition_key="2025-01-08")
         assert good.success
@@ -42,9 +55,10 @@ def test_a_planted_key_appears_nowhere_after_a_backfill_with_failures(
         records = [str(entry) for run in (good, bad) for entry in instance.all_logs(run.run_id)]
         runs = [str(instance.get_run_by_id(run.run_id)) for run in (good, bad)]
     captured = capfd.readouterr()
-    assert "polygon_retry" in captured.err  # the retries were logged, so the logs were really exercised
+    logs = log_output.getvalue()
+    assert "polygon_retry" in logs  # the retries were logged, so the logs were really exercised
     assert any("401" in record for record in records)  # and the failure was recorded
-    texts = {"stdout": captured.out, "stderr": captured.err, "event log": "\n".join(records),
+    texts = {"stdout": captured.out, "stderr": captured.err, "project logs": logs, "event log": "\n".join(records),
              "runs and their config": "\n".join(runs)}
     for secret in (PLANTED, WRONG):
         for where, text in texts.items():
