@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polygon
 import pytest
 import urllib3
+from dagster import DagsterInstance, materialize
 
 from spy_pipeline.sandbox.server import SandboxServer
 
@@ -67,3 +69,23 @@ def http() -> Iterator[urllib3.PoolManager]:
 def fixture_json(name: str) -> Any:
     """One of Polygon's documented responses, from polygon_fixtures/."""
     return json.loads((FIXTURES_DIR / name).read_text())
+
+
+@contextmanager
+def sandbox_lake(tmp_path_factory: pytest.TempPathFactory, day: str) -> Iterator[tuple[Path, DagsterInstance]]:
+    """A data dir and an instance ready for `day`: corporate actions and the previous trading day's SPY bars
+    (indicator warm-up) materialized from the embedded sandbox. For module-scoped fixtures."""
+    from spy_pipeline import trading_calendar as cal
+    from spy_pipeline.definitions import defs
+    from spy_pipeline.defs.raw.assets import raw_spy_bars
+    from spy_pipeline.defs.raw.reference_assets import corporate_actions
+
+    data_dir = tmp_path_factory.mktemp("lake") / "data"
+    with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
+        patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
+        for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL"):
+            patch.delenv(name, raising=False)
+        assert materialize([corporate_actions], resources=defs.resources, instance=instance).success
+        previous = cal.previous_trading_day(day).isoformat()
+        assert materialize([raw_spy_bars], resources=defs.resources, instance=instance, partition_key=previous).success
+        yield data_dir, instance

@@ -9,19 +9,19 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import polars as pl
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
 from spy_pipeline import charts
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.consolidate import consolidate_day
 from spy_pipeline.definitions import defs
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
-from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
+from spy_pipeline.defs.raw.reference_assets import raw_news
 from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, daily_charts
 from spy_pipeline.scanner import movement_events
+from spy_pipeline_tests.conftest import sandbox_lake
 from spy_pipeline_tests.test_consolidate import _inputs
 
 DAY = dt.date(2025, 1, 8)
@@ -126,21 +126,13 @@ def test_a_chart_changes_when_the_data_changes(day_frames) -> None:
 
 @pytest.fixture(scope="module")
 def materialized(tmp_path_factory: pytest.TempPathFactory):
-    data_dir = tmp_path_factory.mktemp("lake") / "data"
     resources = defs.resources
-    with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
-        patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
-        for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL"):
-            patch.delenv(name, raising=False)
-        assert materialize([corporate_actions], resources=resources, instance=instance).success
-        previous = cal.previous_trading_day(DAY).isoformat()
-        assert materialize([raw_spy_bars], resources=resources, instance=instance, partition_key=previous).success
+    with sandbox_lake(tmp_path_factory, str(DAY)) as (data_dir, instance):
         day_assets = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news, consolidated,
                       options_movement]
         assert materialize(day_assets, resources=resources, instance=instance, partition_key=str(DAY)).success
         result = materialize(REPORT_CHART_ASSETS, resources=resources, instance=instance, partition_key=str(DAY))
         yield data_dir, result
-
 
 def test_daily_charts_writes_every_chart_with_its_path_and_inline_image(materialized) -> None:
     data_dir, result = materialized

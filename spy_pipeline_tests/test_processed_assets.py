@@ -4,17 +4,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
 from spy_pipeline.definitions import DAILY_ASSETS, defs
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
 from spy_pipeline.defs.processed.scanner_assets import options_movement_summary
-from spy_pipeline.defs.raw.assets import raw_spy_bars
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
-from spy_pipeline.defs.raw.reference_assets import corporate_actions
 from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline_tests.conftest import sandbox_lake
 
 DAY = "2025-01-08"
 RESOURCES = defs.resources
@@ -26,20 +25,12 @@ def _range(start: str, end: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def materialized(tmp_path_factory: pytest.TempPathFactory):
-    data_dir = tmp_path_factory.mktemp("lake") / "data"
-    with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
-        patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
-        for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL"):
-            patch.delenv(name, raising=False)
-        assert materialize([corporate_actions], resources=RESOURCES, instance=instance).success
-        previous = cal.previous_trading_day(DAY).isoformat()
-        assert materialize([raw_spy_bars], resources=RESOURCES, instance=instance, partition_key=previous).success
+    with sandbox_lake(tmp_path_factory, DAY) as (data_dir, instance):
         result = materialize([*DAILY_ASSETS, *RAW_CHECKS, *PROCESSED_CHECKS], resources=RESOURCES,
                              instance=instance, tags=_range(DAY, DAY))
         summary = materialize([options_movement_summary], resources=RESOURCES, instance=instance,
                               selection=AssetSelection.assets(options_movement_summary))
         yield data_dir, result, summary
-
 
 def test_the_whole_day_succeeds_with_every_check_passing(materialized) -> None:
     _, result, summary = materialized

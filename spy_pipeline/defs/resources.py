@@ -10,7 +10,7 @@ import structlog
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from spy_pipeline import storage
+from spy_pipeline import lake, storage
 from spy_pipeline.logs import configure_logging
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.session import open_polygon
@@ -119,6 +119,12 @@ class ParquetStoreResource(ConfigurableResource):
 
     def relative(self, path: str) -> str:
         return self.data_root.relative(path)
+
+    def write_day(self, frame: pl.DataFrame, day: dt.date, dataset: str) -> dict[str, object]:
+        """Write one day of a dataset named in lake.FOLDERS; returns its `written_files` entry."""
+        path = self.partition_path(day, *lake.FOLDERS[dataset])
+        size = self.write(frame, path)
+        return {"path": self.relative(path), "rows": frame.height, "bytes": size}
 
     def uri(self, path: str) -> str:
         return self.data_root.uri(path)

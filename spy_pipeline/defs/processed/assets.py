@@ -68,20 +68,14 @@ def consolidated(
             missing_warmup.append(str(day))
             context.log.warning(f"{day}: no SPY bars for the previous trading day; indicators start cold")
         frame = consolidate_day(inputs)
-        path = store.partition_path(day, *lake.FOLDERS["consolidated"])
-        size = store.write(frame, path)
         rows += frame.height
         for code, count in frame["iv_reason"].value_counts().iter_rows():
             reasons[code] = reasons.get(code, 0) + count
-        files.append(
-            {
-                "path": store.relative(path),
-                "rows": frame.height,
-                "bytes": size,
-                "contracts": frame["ticker"].n_unique(),
-                "dividend_yield": round(inputs.dividend_yield, 5),
-            }
-        )
+        files.append({
+            **store.write_day(frame, day, "consolidated"),
+            "contracts": frame["ticker"].n_unique(),
+            "dividend_yield": round(inputs.dividend_yield, 5),
+        })
     metadata = {
         "partitions": len(days),
         "rows": rows,

@@ -57,8 +57,7 @@ def training_dataset(
             min_non_null_share=config.min_non_null_share,
             forward_fill=config.forward_fill,
         )
-        path = store.partition_path(day, *lake.FOLDERS["training"])
-        files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
+        files.append(store.write_day(frame, day, "training"))
         kept, dropped = kept + frame.height, dropped + rows.height - frame.height
     return MaterializeResult(
         metadata={
@@ -80,8 +79,7 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, store: Parq
     files, rows = [], 0
     for day in days:
         frame = build_features(lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED), config.lags_minutes)
-        path = store.partition_path(day, *lake.FOLDERS["features"])
-        files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
+        files.append(store.write_day(frame, day, "features"))
         rows += frame.height
     return MaterializeResult(
         metadata={

@@ -41,8 +41,7 @@ def options_movement(
     for day in days:
         bars = lake.read_day(store.data_root, "options", day, MINUTE_BARS)
         frame = movement_events(bars, config.window_minutes, config.trigger_pct, config.sustain_pct)
-        path = store.partition_path(day, *lake.FOLDERS["movement"])
-        files.append({"path": store.relative(path), "rows": frame.height, "bytes": store.write(frame, path)})
+        files.append(store.write_day(frame, day, "movement"))
         events += frame.height
     return MaterializeResult(
         metadata={
