@@ -41,7 +41,8 @@ def png(figure: Figure, dpi: int = DPI) -> bytes:
     return buffer.getvalue()
 
 
-def _figure() -> Figure:
+def new_figure() -> Figure:
+    """An empty WIDTH_IN x HEIGHT_IN figure on its own Agg canvas (no pyplot)."""
     figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
@@ -81,7 +82,7 @@ def price_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figu
     day = day or _day(consolidated)
     minutes = _spy_minutes(consolidated)
     times = _et(minutes["timestamp"])
-    figure = _figure()
+    figure = new_figure()
     price, rsi, macd = figure.subplots(3, 1, sharex=True, height_ratios=[3, 1, 1.2])
     figure.suptitle(f"SPY {day}: minute close, Bollinger bands, RSI and MACD", fontsize=16)
     price.fill_between(times, minutes["bb_lower"], minutes["bb_upper"], color="tab:blue", alpha=0.12,
@@ -118,7 +119,7 @@ def vix_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figure
     day = day or _day(consolidated)
     minutes = _spy_minutes(consolidated)
     times = _et(minutes["timestamp"])
-    figure = _figure()
+    figure = new_figure()
     spy = figure.subplots()
     vix = spy.twinx()
     spy_line, = spy.plot(times, minutes["spy_close"], color="black", lw=1.2, label="SPY close")
@@ -170,7 +171,7 @@ def smile_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figu
     dashed), each point the day's median IV of that strike (SMILE_NOTE)."""
     day = day or _day(consolidated)
     per_strike = _per_strike(consolidated, ["iv"]).with_columns(iv_pct=pl.col("iv") * 100)
-    figure = _figure()
+    figure = new_figure()
     axis = figure.subplots()
     _by_expiration(per_strike, lambda part, style: axis.plot(part["strike"], part["iv_pct"], **style), [axis])
     _spot_line([axis], consolidated)
@@ -185,7 +186,7 @@ def greeks_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Fig
     """Delta and gamma against strike, per expiration and contract type (GREEKS_NOTE)."""
     day = day or _day(consolidated)
     per_strike = _per_strike(consolidated, ["delta", "gamma"])
-    figure = _figure()
+    figure = new_figure()
     delta, gamma = figure.subplots(1, 2)
     figure.suptitle(f"SPY option greeks by strike {day} ({GREEKS_NOTE})", fontsize=14)
 
@@ -208,7 +209,7 @@ def greeks_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Fig
 def events_figure(events: pl.DataFrame, day: dt.date) -> Figure:
     """The options scanner's events of `day` on a timeline: one row per contract, a bar from start to end
     (ET), coloured by peak gain; the MAX_TIMELINE_CONTRACTS contracts with the largest peak gains."""
-    figure = _figure()
+    figure = new_figure()
     axis = figure.subplots()
     contracts = events["ticker"].n_unique()
     shown = (

@@ -12,14 +12,14 @@ from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
-from spy_pipeline.defs.reports import REPORT_CHART_ASSETS
+from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, range_charts
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 
 RAW_DAILY_ASSETS = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news]
 PROCESSED_DAILY_ASSETS = [consolidated, training_dataset, features, options_movement]
 DAILY_ASSETS = [*RAW_DAILY_ASSETS, *PROCESSED_DAILY_ASSETS, *REPORT_CHART_ASSETS]
 REFERENCE_ASSETS = [corporate_actions]
-REPORT_ASSETS = [options_movement_summary]
+REPORT_ASSETS = [options_movement_summary, range_charts]
 
 daily_backfill_job = define_asset_job(
     name="daily_backfill",

@@ -56,7 +56,8 @@ def run_backfill(end: dt.date, days: int, data_dir: Path | str) -> RunSummary:
         (
             reports_job.name,
             {},
-            {**QUIET_CONSOLE, "ops": {"options_movement_summary": {"config": {"start": keys[0], "end": keys[-1]}}}},
+            {**QUIET_CONSOLE, "ops": {name: {"config": {"start": keys[0], "end": keys[-1]}}
+                                      for name in ("options_movement_summary", "range_charts")}},
         ),
     ]
     results = []

@@ -1,17 +1,23 @@
-"""The daily charts: PNGs of the right size with titles, axis labels and ET times; daily_charts in Dagster."""
+"""The daily and range charts: PNGs of the right size with titles, axis labels and ET times; their figures
+against independent computations; daily_charts and range_charts in Dagster."""
 
 import base64
+import collections
 import datetime as dt
 import io
+import itertools
+import math
 import re
+import statistics
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import matplotlib.image as mpimg
 import polars as pl
 import pytest
-from dagster import materialize
+from dagster import DagsterInstance, materialize
 
-from spy_pipeline import charts
+from spy_pipeline import charts, range_charts
 from spy_pipeline.consolidate import consolidate_day
 from spy_pipeline.definitions import defs
 from spy_pipeline.defs.processed.assets import consolidated
@@ -20,12 +26,15 @@ from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import raw_news
 from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, daily_charts
+from spy_pipeline.defs.reports import range_charts as range_charts_asset
+from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.scanner import movement_events
 from spy_pipeline_tests.conftest import sandbox_lake
 from spy_pipeline_tests.test_consolidate import _inputs
 
 DAY = dt.date(2025, 1, 8)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +160,145 @@ def test_daily_charts_writes_every_chart_with_its_path_and_inline_image(material
         assert match and str(DAY) in match.group(1), markdown[:80]
         thumbnail = base64.b64decode(match.group(2))
         assert len(thumbnail) <= 150_000 and _decoded(thumbnail).shape[1] < 1600
+
+
+# --- range charts ---------------------------------------------------------------------------------------------
+
+def _regular_closes_by_wall_clock(spy: pl.DataFrame, day: dt.date) -> list[float]:
+    """SPY closes from 09:30 to 16:00 (`day` is a full session), chosen by ET wall-clock time, not by the
+    `session` column."""
+    bars = zip(spy["timestamp"].to_list(), spy["close"].to_list(), strict=True)
+    rows = sorted((ts.astimezone(NEW_YORK), price) for ts, price in bars)
+    return [price for ts, price in rows if ts.date() == day and dt.time(9, 30) <= ts.time() < dt.time(16)]
+
+
+def _annualized_std_of_log_returns(closes: list[float]) -> float:
+    return statistics.stdev(math.log(b / a) for a, b in itertools.pairwise(closes)) * math.sqrt(252 * 390)
+
+
+def test_realized_volatility_is_the_annualized_std_of_regular_session_minute_log_returns() -> None:
+    spy = _inputs(DAY).spy
+    closes = _regular_closes_by_wall_clock(spy, DAY)
+    expected = _annualized_std_of_log_returns(closes)
+    assert len(closes) > 300 and spy.height > len(closes)  # pre- and post-market bars are in the input
+    assert range_charts.realized_volatility(spy.sample(fraction=1.0, shuffle=True, seed=7)) == pytest.approx(
+        expected, rel=1e-12)
+    extended = spy.with_columns(  # a wild pre/post market does not move the regular session's figure
+        close=pl.when(pl.col("session") == "regular").then(pl.col("close")).otherwise(pl.col("close") * 3)
+    )
+    assert range_charts.realized_volatility(extended) == pytest.approx(expected, rel=1e-12)
+
+
+def test_day_volatility_takes_near_the_money_median_iv_and_vix_close(day_frames) -> None:
+    frame, _ = day_frames
+    inputs = _inputs(DAY)
+    near = [
+        iv for strike, spot, iv, reason in frame.select("strike", "spy_close", "iv", "iv_reason").iter_rows()
+        if reason == 0 and not math.isnan(iv) and abs(math.log(strike / spot)) <= 0.01
+    ]
+    last_vix = max(zip(inputs.vix["timestamp"].to_list(), inputs.vix["close"].to_list(), strict=True))[1]
+    row = range_charts.day_volatility(DAY, inputs.spy, inputs.vix, frame)
+    assert len(near) > 100 and len(near) < frame.height  # the band keeps some rows and drops others
+    assert row["implied_vol"] == pytest.approx(statistics.median(near), rel=1e-12)
+    assert row["vix_close_fraction"] == pytest.approx(last_vix / 100, rel=1e-12)
+    assert 0.05 < row["implied_vol"] < 1.0 and 0.05 < row["realized_vol"] < 1.0
+
+
+def _volatility_days() -> pl.DataFrame:
+    days = [dt.date(2025, 1, 6), dt.date(2025, 1, 7), dt.date(2025, 1, 8)]
+    return range_charts.volatility_frame([
+        {"day": d, "realized_vol": 0.12 + i / 100, "implied_vol": 0.15, "vix_close_fraction": 0.16 - i / 100}
+        for i, d in enumerate(reversed(days))
+    ])
+
+
+def test_volatility_chart_draws_each_series_in_percent_with_titles_and_units() -> None:
+    daily = _volatility_days()
+    assert daily["day"].is_sorted()
+    figure = range_charts.volatility_figure(daily)
+    axis = figure.get_axes()[0]
+    lines = {line.get_label(): line.get_ydata() for line in axis.get_lines()}
+    assert list(lines["VIX close / 100"]) == pytest.approx([14.0, 15.0, 16.0])  # sorted by day, in %
+    assert list(lines["Realized (SPY 1-minute log returns)"]) == pytest.approx([14.0, 13.0, 12.0])
+    assert "2025-01-06 to 2025-01-08" in figure.get_suptitle() and "sqrt(252 x 390)" in axis.get_title()
+    assert axis.get_ylabel() == "Volatility (% per year, annualized)" and axis.get_xlabel() == "Trading day (ET)"
+
+
+def test_events_by_hour_counts_equal_a_direct_count_of_event_starts_in_et(day_frames) -> None:
+    _, events = day_frames
+    counted = collections.Counter(ts.astimezone(NEW_YORK).hour for ts in events["start"].to_list())
+    by_hour = range_charts.events_by_hour(events)
+    assert dict(by_hour.iter_rows()) == {hour: counted.get(hour, 0) for hour in range(9, 16)} | dict(counted)
+    assert by_hour["events"].sum() == events.height > 10
+    figure = range_charts.events_by_hour_figure(by_hour, [DAY])
+    axis = figure.get_axes()[0]
+    heights = {round(bar.get_x() + bar.get_width() / 2): bar.get_height() for bar in axis.patches}
+    assert heights == {hour: counted.get(hour, 0) for hour in heights}
+    assert f"{events.height:,} events" in axis.get_title()
+    assert (axis.get_xlabel(), axis.get_ylabel()) == (
+        "Hour of day the event started (ET; 09:00 holds 09:30-09:59)", "Events (count)")
+    charts.png(figure, dpi=20)
+    assert [t.get_text() for t in axis.get_xticklabels()][:2] == ["09:00", "10:00"]
+
+
+def test_range_charts_are_valid_pngs_that_change_with_the_data(day_frames) -> None:
+    _, events = day_frames
+    daily = _volatility_days()
+    images = {name: charts.png(f) for name, f in range_charts.range_figures(daily, events, [DAY]).items()}
+    assert sorted(images) == sorted(range_charts.RANGE_CHARTS)
+    for name, data in images.items():
+        pixels = _decoded(data)
+        assert pixels.shape[:2] == (900, 1600), name
+        assert pixels.std() > 0.05, f"{name} is blank"
+        assert 20_000 < len(data) < 1_000_000, (name, len(data))
+    later = events.with_columns(trigger_hour_et=pl.lit(15, pl.Int32))
+    moved = daily.with_columns(pl.col("implied_vol") + 0.05)
+    assert charts.png(range_charts.volatility_figure(moved)) != images["volatility"]
+    again = range_charts.range_figures(daily, later, [DAY])
+    assert charts.png(again["events_by_hour"]) != images["events_by_hour"]
+    assert charts.png(again["volatility"]) == images["volatility"]  # same data, same bytes
+
+
+def test_range_charts_without_days_or_events_still_render() -> None:
+    empty_events = pl.DataFrame(schema={"trigger_hour_et": pl.Int32})
+    for figure in range_charts.range_figures(range_charts.volatility_frame([]), empty_events, []).values():
+        assert _decoded(charts.png(figure)).shape[:2] == (900, 1600)
+
+
+@pytest.fixture(scope="module")
+def range_materialized(materialized):
+    data_dir, _ = materialized
+    resources = {**defs.resources, "store": ParquetStoreResource(data_dir=str(data_dir))}
+    with DagsterInstance.ephemeral() as instance:
+        yield data_dir, materialize([range_charts_asset], resources=resources, instance=instance)
+
+
+def test_range_charts_asset_writes_both_charts_with_paths_thumbnails_and_figures(range_materialized) -> None:
+    data_dir, result = range_materialized
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    meta = event.step_materialization_data.materialization.metadata
+    folder = data_dir / "reports" / "charts" / "range"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.png" for n in range_charts.RANGE_CHARTS)
+    for name in range_charts.RANGE_CHARTS:
+        assert Path(meta[f"{name}_path"].value) == folder / f"{name}.png"
+        assert _decoded((folder / f"{name}.png").read_bytes()).shape[:2] == (900, 1600)
+        match = re.fullmatch(r"!\[(.+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta[name].value)
+        assert match and str(DAY) in match.group(1)
+        assert _decoded(base64.b64decode(match.group(2))).shape[1] < 1600
+    spy = pl.read_parquet(data_dir / "raw" / "spy" / f"{DAY}.parquet")
+    closes = _regular_closes_by_wall_clock(spy, DAY)
+    realized = _annualized_std_of_log_returns(closes)
+    assert f"| {DAY} | {realized * 100:.2f} |" in meta["volatility_pct_per_year"].value
+    events = pl.read_parquet(data_dir / "processed" / "options_movement" / f"{DAY}.parquet")
+    assert (meta["days"].value, meta["scanned_days"].value, meta["events"].value) == (1, 1, events.height)
+
+
+def test_range_charts_asset_without_consolidated_days_fails_with_one_clear_line(tmp_path: Path) -> None:
+    resources = {**defs.resources, "store": ParquetStoreResource(data_dir=str(tmp_path / "empty"))}
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([range_charts_asset], resources=resources, instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "no consolidated days in" in failure.step_failure_data.error.cause.message
+    assert "materialize consolidated first" in failure.step_failure_data.error.cause.message
