@@ -1,5 +1,5 @@
-"""The `spy-pipeline` command: `run` (the main backfill), `status` (what the Dagster instance holds) and
-`sandbox serve`."""
+"""The `spy-pipeline` command: `run` (the main backfill), `status` (what the Dagster instance holds),
+`docs` (the README's generated sections) and `sandbox serve`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from spy_pipeline import trading_calendar as cal
+from spy_pipeline.docs import DocsError
 from spy_pipeline.settings import ConfigError, load_settings
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spy-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="backfill every asset for the last N trading days up to an end date")
@@ -21,24 +22,31 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status", help="partitions materialized per asset, failed asset checks, last run per job (DAGSTER_HOME)"
     )
+    docs = commands.add_parser(
+        "docs", help="rewrite README.md's generated sections (datasets, asset graph, CLI reference) from the code"
+    )
+    docs.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section is stale")
+    docs.add_argument("--readme", default="README.md", help="the README to rewrite or check")
     sandbox = commands.add_parser("sandbox", help="the Polygon-compatible sandbox")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1 until interrupted")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port to listen on")
     serve.add_argument("--api-key", default="sandbox", help="the key clients must send (default: sandbox)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
         if args.command == "status":
             return _status()
+        if args.command == "docs":
+            return _docs(args)
         return _serve(args)
-    except (ConfigError, cal.TradingCalendarError) as exc:
+    except (ConfigError, cal.TradingCalendarError, DocsError) as exc:
         print(f"spy-pipeline: {exc}", file=sys.stderr)
         return 2
 
@@ -75,6 +83,28 @@ def _status() -> int:
     from spy_pipeline.operations.status import report_status
 
     print(report_status(Path.cwd()))
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from spy_pipeline import docs
+
+    readme = Path(args.readme)
+    if not readme.is_file():
+        raise DocsError(f"{readme} does not exist: run from the repository root or pass --readme")
+    if args.check:
+        stale = docs.check_readme(readme)
+        if stale:
+            print(
+                f"spy-pipeline: {readme} is stale: generated section(s) {', '.join(stale)} differ from the code; "
+                "run `spy-pipeline docs` (`.venv/bin/spy-pipeline docs`) and commit the result",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{readme}: generated sections up to date")
+        return 0
+    rewritten = docs.update_readme(readme)
+    print(f"{readme}: rewrote {', '.join(rewritten)}" if rewritten else f"{readme}: generated sections up to date")
     return 0
 
 

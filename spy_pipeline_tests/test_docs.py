@@ -1,0 +1,147 @@
+"""The README's generated sections: they match the code, cover every declared column, asset and flag, and
+`spy-pipeline docs --check` says clearly when they drift."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from spy_pipeline import cli, docs, schemas
+from spy_pipeline.definitions import defs
+from spy_pipeline_tests.conftest import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
+
+
+@pytest.fixture(scope="module")
+def sections() -> dict[str, str]:
+    return docs.generated_sections()
+
+
+def test_readme_generated_sections_match_the_code(sections) -> None:
+    stale = docs.check_readme(README, sections)
+    assert stale == [], f"README.md sections {stale} are stale: run `.venv/bin/spy-pipeline docs` and commit"
+
+
+def _tables(markdown: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """Each `### `name`` section's table as {column: (type, description)}."""
+    tables: dict[str, dict[str, tuple[str, str]]] = {}
+    current = None
+    for line in markdown.splitlines():
+        if heading := re.fullmatch(r"### `(\w+)`", line):
+            current = tables.setdefault(heading.group(1), {})
+        elif current is not None and (row := re.fullmatch(r"\| `([^`]+)` \| ([^|]+) \| (.*) \|", line)):
+            current[row.group(1)] = (row.group(2), row.group(3).replace("\\|", "|"))
+    return tables
+
+
+def _declared_schemas() -> list[schemas.DatasetSchema]:
+    return [value for value in vars(schemas).values() if isinstance(value, schemas.DatasetSchema)]
+
+
+def _squashed(text: str) -> str:
+    return re.sub(r"\W|time_unit=|time_zone=", "", text)
+
+
+def test_dataset_tables_hold_every_column_of_every_declared_schema_with_its_type_and_description(sections) -> None:
+    tables = _tables(sections["datasets"])
+    declared = _declared_schemas()
+    assert len(declared) >= 6
+    for schema in declared:
+        matching = [table for table in tables.values() if list(table) == list(schema.columns)]
+        assert matching, f"no table lists exactly the columns of {schema.name}"
+        for name, dtype in schema.columns.items():
+            rendered_type, description = matching[0][name]
+            assert _squashed(rendered_type) == _squashed(str(dtype)), (schema.name, name, rendered_type, dtype)
+            assert description == schema.descriptions.get(name, ""), (schema.name, name)
+
+
+def test_every_parquet_path_an_asset_declares_is_documented(sections) -> None:
+    documented = set(re.findall(r"`([a-z_/{}]+\.parquet)`", sections["datasets"]))
+    for spec in defs.resolve_all_asset_specs():
+        path = spec.metadata.get("path", "")
+        if not isinstance(path, str) or not path.endswith(".parquet"):
+            continue
+        alternatives = re.fullmatch(r"(.*)\{(\w+(?:,\w+)+)\}\.parquet", path)  # raw/corporate_actions/{a,b}.parquet
+        paths = {f"{alternatives[1]}{name}.parquet" for name in alternatives[2].split(",")} if alternatives else {path}
+        assert paths <= documented, f"{spec.key.to_user_string()} writes {path}: add it to spy_pipeline.docs.datasets()"
+
+
+def test_asset_graph_has_every_asset_in_its_group_and_every_dependency(sections) -> None:
+    graph = defs.resolve_asset_graph()
+    text = sections["asset-graph"]
+    assert text.startswith("```mermaid\nflowchart LR\n")
+    groups = re.findall(r"subgraph group_\w+\[(\w+)\]\n((?:    .*\n)*)  end", text)
+    members = {re.match(r"\s+(\w+)", line).group(1): group for group, body in groups for line in body.splitlines()}
+    edges = set(re.findall(r"^  (\w+) --> (\w+)$", text, re.MULTILINE))
+    keys = graph.get_all_asset_keys()
+    assert len(keys) >= 13
+    for key in keys:
+        node = graph.get(key)
+        assert members[key.to_user_string()] == node.group_name
+        assert {(p.to_user_string(), key.to_user_string()) for p in node.parent_keys} <= edges
+    assert len(edges) == sum(len(graph.get(k).parent_keys) for k in keys)
+
+
+def test_cli_reference_lists_every_subcommand_and_flag(sections) -> None:
+    parser = cli.build_parser()
+    text = sections["cli"]
+    for command in (["run"], ["status"], ["docs"], ["sandbox", "serve"]):
+        help_text = _help(parser, command)
+        assert f"### `spy-pipeline {' '.join(command)}" in text
+        for flag in set(re.findall(r"--[a-z][a-z-]+", help_text)) - {"--help"}:
+            assert f"`{flag}" in text, (command, flag)
+    assert "| `--port PORT` | `8765` |" in text
+
+
+def _help(parser, command: list[str]) -> str:
+    """The argparse help text of a subcommand, as `spy-pipeline <command> --help` prints it."""
+    buffer = io.StringIO()
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(buffer):
+        parser.parse_args([*command, "--help"])
+    return buffer.getvalue()
+
+
+def test_a_drifted_readme_is_reported_and_rewritten(tmp_path: Path, sections) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text())
+    drifted = dict(sections, datasets=docs.render_datasets([
+        docs.Dataset("minute_bars", ("raw/spy/{date}.parquet",), {"new_column": pl.Float64()}, {}),
+    ]))
+    assert docs.check_readme(readme, drifted) == ["datasets"]
+    assert docs.update_readme(readme, drifted) == ["datasets"]
+    assert "| `new_column` | Float64 |" in readme.read_text()
+    assert docs.check_readme(readme, drifted) == []
+    assert docs.check_readme(readme, sections) == ["datasets"]
+
+
+def test_docs_check_exits_1_naming_the_stale_sections_and_the_fix(tmp_path: Path, capsys) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text().replace("| `strike` | Float64 |", "| `strike` | Int64 |"))
+    assert cli.main(["docs", "--check", "--readme", str(readme)]) == 1
+    err = capsys.readouterr().err
+    assert "is stale" in err and "datasets" in err and "spy-pipeline docs" in err
+    assert cli.main(["docs", "--readme", str(readme)]) == 0
+    assert "rewrote datasets" in capsys.readouterr().out
+    assert readme.read_text() == README.read_text()
+    assert cli.main(["docs", "--check", "--readme", str(readme)]) == 0
+
+
+def test_docs_without_markers_fails_with_one_line(tmp_path: Path, capsys) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# a README without markers\n")
+    assert cli.main(["docs", "--check", "--readme", str(readme)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spy-pipeline: the README needs exactly one <!-- BEGIN GENERATED: asset-graph --> and one "
+        "<!-- END GENERATED: asset-graph -->"
+    )
+
+
+def test_readme_keeps_its_two_commands_first() -> None:
+    lines = README.read_text().splitlines()
+    first_block = lines[lines.index("```bash") + 1:lines.index("```bash") + 3]
+    assert [line.split()[:2] for line in first_block] == [["make", "run"], ["make", "test"]]
+    assert lines.index("```bash") < min(i for i, line in enumerate(lines) if line.startswith("## "))
