@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section is stale")
     docs.add_argument("--readme", default="README.md", help="the README to rewrite or check")
+    simulate = commands.add_parser(
+        "simulate", help="replay a past trading day through the sandbox WebSocket and the streaming session job"
+    )
+    simulate.add_argument("--date", required=True, help="trading day to replay, YYYY-MM-DD")
+    simulate.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second, 1-600 (60)")
+    simulate.add_argument("--start-at", default="09:25", help="market time (ET) the replay starts at (09:25)")
+    simulate.add_argument("--drop-every", type=int, help="drop the WebSocket connection every N messages")
     sandbox = commands.add_parser("sandbox", help="the Polygon-compatible sandbox")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1 until interrupted")
@@ -45,10 +52,35 @@ def main(argv: list[str] | None = None) -> int:
             return _status()
         if args.command == "docs":
             return _docs(args)
+        if args.command == "simulate":
+            return _simulate(args)
         return _serve(args)
     except (ConfigError, cal.TradingCalendarError, DocsError) as exc:
         print(f"spy-pipeline: {exc}", file=sys.stderr)
         return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from spy_pipeline.logs import configure_logging
+    from spy_pipeline.runner import ensure_dagster_home
+    from spy_pipeline.simulate import simulate
+
+    settings = load_settings()
+    if not settings.uses_embedded_sandbox:
+        raise ConfigError("simulate replays the embedded sandbox: unset POLYGON_API_KEY (and POLYGON_BASE_URL)")
+    if not 1 <= args.speed <= 600:
+        raise ConfigError(f"--speed must be between 1 and 600, got {args.speed:g}")
+    configure_logging(settings.log_level, settings.log_format)
+    day = cal.require_trading_day(cal.parse_date(args.date))
+    home = ensure_dagster_home(Path.cwd())
+    print(f"spy_pipeline: replaying {day} from {args.start_at} ET at {args.speed:g}x through the streaming session")
+    result = simulate(day, args.speed, args.start_at, args.drop_every)
+    print(f"Dagster runs {', '.join(result.run_ids)} {'succeeded' if result.success else 'FAILED'} "
+          f"in {result.seconds:.1f} s:")
+    print("\n".join(result.lines))
+    print(f"Data under {settings.resolved_data_dir if settings.data_dir_is_local else settings.data_dir}/stream and "
+          f"intraday/; run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
+    return 0 if result.success else 1
 
 
 def _run(args: argparse.Namespace) -> int:

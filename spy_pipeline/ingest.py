@@ -99,27 +99,33 @@ def discover_contracts(
     root = storage.as_data_root(data_dir)
     written = []
     for day in days:
-        open_price = session_open_price(root, day, selection.underlying)
-        listing = None
-        if selection.mode == "band":
-            bounds = selection.query_bounds(open_price, day)
-            listing = client.options_contracts(
-                selection.underlying, day,
-                strike_gte=bounds.strike_price_gte, strike_lte=bounds.strike_price_lte,
-                expiration_gte=bounds.expiration_date_gte, expiration_lte=bounds.expiration_date_lte,
-            )
-            if listing.height == 0:
-                raise EmptyDataError(
-                    f"Polygon listed no {selection.underlying} contracts as of {day} near {open_price:.2f}: "
-                    "refusing to write an empty contract list"
-                )
-        frame = contracts_dataset(selection.select(open_price, day, listing))
+        frame = select_contracts(client, selection, day, session_open_price(root, day, selection.underlying))
         path = root.partition_path(day, "raw", "options", "contracts")
         written.append(PartitionWritten(
             dataset="raw/options/contracts", day=day, path=path, rows=frame.height,
             bytes=root.write_parquet(frame, path), first_bar=None, last_bar=None,
         ))
     return written
+
+
+def select_contracts(
+    client: PolygonClient, selection: SelectionConfig, day: dt.date, reference_price: float
+) -> pl.DataFrame:
+    """The OPTIONS_CONTRACTS followed on `day` around `reference_price` (band mode asks Polygon's listing)."""
+    listing = None
+    if selection.mode == "band":
+        bounds = selection.query_bounds(reference_price, day)
+        listing = client.options_contracts(
+            selection.underlying, day,
+            strike_gte=bounds.strike_price_gte, strike_lte=bounds.strike_price_lte,
+            expiration_gte=bounds.expiration_date_gte, expiration_lte=bounds.expiration_date_lte,
+        )
+        if listing.height == 0:
+            raise EmptyDataError(
+                f"Polygon listed no {selection.underlying} contracts as of {day} near {reference_price:.2f}: "
+                "refusing to write an empty contract list"
+            )
+    return contracts_dataset(selection.select(reference_price, day, listing))
 
 
 def contracts_dataset(selected: pl.DataFrame) -> pl.DataFrame:

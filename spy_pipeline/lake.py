@@ -27,6 +27,7 @@ FOLDERS = {
     "training": ("processed", "training"),
     "features": ("processed", "features"),
     "movement": ("processed", "options_movement"),
+    "intraday": ("intraday", "consolidated"),  # today's consolidation from the streaming session
 }
 
 
@@ -66,22 +67,39 @@ def dividend_yield(data_dir: Path | DataRoot, ticker: str, day: dt.date, price: 
 
 def consolidation_inputs(data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float) -> DayInputs:
     """Everything consolidate_day needs for `day`, read from the raw layer."""
-    data_dir = storage.as_data_root(data_dir)
-    spy = read_day(data_dir, "spy", day, MINUTE_BARS)
+    root = storage.as_data_root(data_dir)
+    return day_inputs(
+        root, day, risk_free_rate,
+        spy=read_day(root, "spy", day, MINUTE_BARS),
+        vix=read_day(root, "vix", day, MINUTE_BARS),
+        option_bars=read_day(root, "options", day, MINUTE_BARS),
+        contracts=read_day(root, "contracts", day, OPTIONS_CONTRACTS),
+        news=read_day(root, "news", day, NEWS),
+    )
+
+
+def day_inputs(
+    root: DataRoot, day: dt.date, risk_free_rate: float, *, spy: pl.DataFrame, vix: pl.DataFrame,
+    option_bars: pl.DataFrame, contracts: pl.DataFrame, news: pl.DataFrame,
+) -> DayInputs:
+    """DayInputs from the day's frames (raw partitions, or a streaming session's data so far), with the
+    previous trading day's SPY bars and news from the raw layer when present, and the dividend yield."""
+    if spy.height == 0:
+        raise storage.StorageError(f"no SPY bars for {day}: nothing to consolidate")
     previous = previous_day(day)
     regular = spy.filter(pl.col("session") == "regular")
     open_price = float(regular["open"][0]) if regular.height else float(spy["open"][0])
-    news = [read_day(data_dir, "news", day, NEWS)]
-    if previous is not None and (earlier := read_day_if_present(data_dir, "news", previous, NEWS)) is not None:
-        news.insert(0, earlier)
+    news_frames = [news]
+    if previous is not None and (earlier := read_day_if_present(root, "news", previous, NEWS)) is not None:
+        news_frames.insert(0, earlier)
     return DayInputs(
         day=day,
         spy=spy,
-        spy_previous=read_day_if_present(data_dir, "spy", previous, MINUTE_BARS) if previous else None,
-        vix=read_day(data_dir, "vix", day, MINUTE_BARS),
-        option_bars=read_day(data_dir, "options", day, MINUTE_BARS),
-        contracts=read_day(data_dir, "contracts", day, OPTIONS_CONTRACTS),
-        news=pl.concat(news),
+        spy_previous=read_day_if_present(root, "spy", previous, MINUTE_BARS) if previous else None,
+        vix=vix,
+        option_bars=option_bars,
+        contracts=contracts,
+        news=pl.concat(news_frames),
         risk_free_rate=risk_free_rate,
-        dividend_yield=dividend_yield(data_dir, "SPY", day, open_price),
+        dividend_yield=dividend_yield(root, "SPY", day, open_price),
     )

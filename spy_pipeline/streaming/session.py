@@ -17,6 +17,12 @@ symbols with watermark <= s < E are fetched with `PolygonClient.minute_bars` and
 de-duplication removes the overlap (the bar ending at E arrives both ways). A connection still down at the
 close is filled up to the close.
 
+News. With `news_tickers` the session polls REST news every `news_poll_seconds` of market time (there is
+no news stream; see news_poll.py) and once more at the close.
+
+A connection that never opens (the official client retries a refused connection forever) fails the
+session after `connect_timeout_seconds` with StreamConnectError naming the feed and markets.
+
 Time. `clock.now()` (an aware datetime) is the market's "now": the wall clock in production, the sandbox's
 `SimClock` in simulations, so a day replayed at 600x ends by itself.
 """
@@ -41,9 +47,15 @@ from spy_pipeline.logs import get_logger
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import MINUTE_MS, STREAM_DATASET, BatcherStats, MicroBatcher
+from spy_pipeline.streaming.news_poll import NewsPoller
 
 log = get_logger(__name__)
 MAX_OPTION_CONTRACTS = 1_000
+STOP_TIMEOUT_SECONDS = 60.0  # an interrupted session gets this long to land its buffer
+
+
+class StreamConnectError(ConnectionError):
+    """No connection could be opened: the official client retries a refused connection forever."""
 
 
 class Clock(Protocol):
@@ -80,6 +92,9 @@ class StreamConfig:
     max_reconnects: int | None = 5  # per client; then a new client after a backoff
     backoff_seconds: tuple[float, float] = (0.5, 10.0)  # first and largest wait between clients
     tick_seconds: float = 0.05
+    connect_timeout_seconds: float = 60.0  # wall seconds for the first connection of each market
+    news_tickers: tuple[str, ...] = ()  # polled over REST (there is no news stream)
+    news_poll_seconds: float = 60.0  # market seconds between polls
 
     def connections(self) -> list[tuple[str, tuple[str, ...]]]:
         """(market, symbols) of every connection: options split by 1,000 contracts."""
@@ -144,6 +159,8 @@ class StreamResult:
     wall_seconds: float
     rest_rows: int = 0
     heartbeat_path: str = ""
+    news_polls: int = 0
+    news_articles: int = 0
 
 
 def heartbeat_path(root: DataRoot, day: dt.date) -> str:
@@ -177,6 +194,9 @@ class _Session:
         self._fills: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.heartbeat_path = heartbeat_path(root, self.day)
+        self.news = NewsPoller(rest, root, self.day, config.news_tickers) if rest and config.news_tickers else None
+        self._news_task: asyncio.Task[None] | None = None
+        self._next_news_ms = 0
 
     def now_ms(self) -> int:
         return _ms(self.clock.now())
@@ -192,10 +212,18 @@ class _Session:
         next_beat = 0.0
         reason = "session_close"
         failure: BaseException | None = None
+        connect_deadline = time.monotonic() + self.config.connect_timeout_seconds
         try:
             while True:
                 for conn in self.conns:
                     self._observe(conn)
+                if time.monotonic() > connect_deadline and (waiting := [c for c in self.conns if c.connects == 0]):
+                    failure = StreamConnectError(
+                        f"no connection to {self.config.feed} for {', '.join(c.market for c in waiting)} within "
+                        f"{self.config.connect_timeout_seconds:g} s"
+                    )
+                    reason = "failed"
+                    break
                 if self.stop_event.is_set():
                     reason = "stopped"
                     break
@@ -210,6 +238,7 @@ class _Session:
                 if len(finished) == len(tasks) and self.past_close():
                     break
                 self.batcher.maybe_flush()
+                self._maybe_poll_news()
                 if time.monotonic() >= next_beat:
                     self._heartbeat()
                     next_beat = time.monotonic() + self.config.heartbeat_seconds
@@ -220,6 +249,7 @@ class _Session:
         if reason == "session_close":
             self._fill_at_close()
             await self._wait_fills()
+        await self._final_news_poll(reason)
         self.batcher.close()
         self.state = {"session_close": "closed"}.get(reason, reason)
         self._heartbeat()
@@ -319,6 +349,9 @@ class _Session:
         assert self.rest is not None
         rows = 0
         for symbol in symbols:
+            if self.stop_event.is_set():  # stopping: the rest of the gap stays unfilled (gap.filled False)
+                log.warning("stream_gap_fill_abandoned", market=gap.market, start=_iso(gap.from_ms), rows=rows)
+                return
             frame = self.rest.minute_bars(symbol, self.day, self.day)
             window = frame.filter((frame["t"] >= gap.from_ms) & (frame["t"] < gap.to_ms))
             messages = [
@@ -331,6 +364,30 @@ class _Session:
         gap.rows, gap.filled = rows, True
         self.rest_rows += rows
         log.info("stream_gap_filled", market=gap.market, start=_iso(gap.from_ms), end=_iso(gap.to_ms), rows=rows)
+
+    # news -------------------------------------------------------------------------------------------------
+
+    def _maybe_poll_news(self) -> None:
+        if self.news is None or (self._news_task is not None and not self._news_task.done()):
+            return
+        now_ms = self.now_ms()
+        if now_ms < self._next_news_ms:
+            return
+        self._next_news_ms = now_ms + int(self.config.news_poll_seconds * 1000)
+        self._news_task = asyncio.create_task(asyncio.to_thread(self._poll_news))
+
+    def _poll_news(self) -> None:
+        assert self.news is not None
+        try:
+            self.news.poll(self.clock.now())
+        except Exception as exc:  # the window stays unpolled: the next poll asks for it again
+            log.warning("stream_news_poll_failed", error=repr(exc))
+
+    async def _final_news_poll(self, reason: str) -> None:
+        if self._news_task is not None:
+            await asyncio.gather(self._news_task, return_exceptions=True)
+        if self.news is not None and reason == "session_close":
+            await asyncio.to_thread(self._poll_news)
 
     # heartbeat ------------------------------------------------------------------------------------------
 
@@ -351,6 +408,7 @@ class _Session:
             "counts": stats.as_dict(),
             "rest_rows": self.rest_rows,
             "gaps": len(self.gaps),
+            "news_articles": self.news.landed if self.news else 0,
             "connections": [c.describe() for c in self.conns],
         }
         try:
@@ -375,4 +433,42 @@ def run_stream_session(
         day=session.day, reason=reason, stats=session.batcher.stats, files=list(session.batcher.landed_files),
         gaps=session.gaps, connections=[c.describe() for c in session.conns], heartbeats=session.heartbeats,
         wall_seconds=time.monotonic() - started, rest_rows=session.rest_rows, heartbeat_path=session.heartbeat_path,
+        news_polls=session.news.polls if session.news else 0, news_articles=session.news.landed if session.news else 0,
     )
+
+
+def run_stream_session_in_thread(
+    config: StreamConfig,
+    data_root: DataRoot,
+    clock: Clock | None = None,
+    rest: PolygonClient | None = None,
+    stop_event: threading.Event | None = None,
+) -> StreamResult:
+    """`run_stream_session` on a worker thread, so that an interrupt of the calling thread (a Dagster run
+    terminated from the UI raises in the run's main thread) stops the session cleanly: the stop event is
+    set, the buffer lands, and the interrupt is raised again once the session has ended."""
+    stop = stop_event or threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run_stream_session(config, data_root, clock, rest, stop)
+        except BaseException as exc:  # handed to the calling thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"stream-session-{config.day}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        log.warning("stream_session_interrupted", day=config.day.isoformat())
+        stop.set()
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while worker.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(BaseException):  # a repeated interrupt must not abandon the flush
+                worker.join(0.2)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

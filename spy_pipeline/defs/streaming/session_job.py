@@ -1,0 +1,123 @@
+"""stream_session: one trading day's streaming session, then the after-close compaction of what it landed.
+
+Run by the market-open sensor (one per trading day), from the UI's launchpad, or by `spy-pipeline
+simulate`. Terminating the run from the UI stops the session cleanly (the buffer lands, no partial file);
+the compaction then does not run (the day was not streamed to its close).
+"""
+
+
+import datetime as dt
+import time
+from typing import Any
+
+from dagster import Config, In, MetadataValue, OpExecutionContext, Out, in_process_executor, job, op
+from pydantic import Field
+
+from spy_pipeline import trading_calendar as cal
+from spy_pipeline.defs.metadata import markdown_table, timing
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
+from spy_pipeline.streaming.endpoint import open_stream_endpoint
+from spy_pipeline.streaming.intraday import compact_session_day, session_contracts
+from spy_pipeline.streaming.planning import DEFAULT_LEAD
+from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_stream_session_in_thread
+
+STREAM_JOB = "stream_session"
+STREAM_DAY_TAG = "spy_pipeline/stream_day"
+
+
+def today_in_new_york() -> dt.date:
+    return dt.datetime.now(cal.NEW_YORK).date()
+
+
+class StreamSessionConfig(Config):
+    """One session. The sandbox-only fields replay a past day (simulation); with a key they must stay unset."""
+
+    date: str | None = Field(default=None, description="Trading day YYYY-MM-DD (default: today in New York)")
+    speed: float | None = Field(default=None, description="Sandbox only: replay speed, 1-600 (60 = an hour a minute)")
+    start_at: str | None = Field(
+        default=None, description="Sandbox only: market time (ET, HH:MM) the replay starts at (default: now / 09:25)"
+    )
+    drop_every: int | None = Field(default=None, description="Sandbox only: drop the connection every N messages")
+    flush_seconds: float = Field(default=5.0, gt=0, description="Land buffered bars at least this often (wall s)")
+    flush_records: int = Field(default=5_000, ge=1, description="Land a source's buffer at once at this size")
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="Heartbeat interval (wall s)")
+    news_poll_seconds: float = Field(default=60.0, gt=0, description="News poll interval (market s)")
+    max_contracts: int = Field(
+        default=DEFAULT_MAX_CONTRACTS, ge=1, le=MAX_OPTION_CONTRACTS,
+        description="Option contracts streamed (band ±1% around the previous close, 0DTE + 2 expirations)",
+    )
+
+    def day(self) -> dt.date:
+        return cal.require_trading_day(cal.parse_date(self.date) if self.date else today_in_new_york())
+
+
+@op(out=Out(dict), description="Stream SPY, I:VIX and the day's option contracts until the close; poll news.")
+def stream_market_session(
+    context: OpExecutionContext, config: StreamSessionConfig, polygon: PolygonResource, store: ParquetStoreResource
+) -> dict[str, Any]:
+    day = config.day()
+    root = store.data_root
+    settings = settings_with_logging()
+    contracts = session_contracts(polygon.client, root, day, SelectionConfig(max_contracts=config.max_contracts))
+    tickers = tuple(contracts["ticker"].to_list())
+    context.log.info(f"{day}: streaming SPY, I:VIX and {len(tickers)} option contracts")
+    with open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every) as endpoint:
+        stream_config = StreamConfig(
+            day=day, api_key=endpoint.api_key, feed=endpoint.feed, secure=endpoint.secure, options=tickers,
+            flush_seconds=config.flush_seconds, flush_records=config.flush_records,
+            heartbeat_seconds=config.heartbeat_seconds, news_tickers=("SPY",),
+            news_poll_seconds=config.news_poll_seconds,
+            # whatever the start time, the day's bars from the pre-market open on come first from REST
+            fill_from=cal.session_bounds(day).pre_market_open,
+        )
+        result = run_stream_session_in_thread(stream_config, root, endpoint.clock, polygon.client)
+    stats = result.stats
+    context.add_output_metadata({
+        "day": day.isoformat(),
+        "ended": result.reason,
+        "simulated": endpoint.simulated,
+        "messages": stats.messages,
+        "landed_rows": stats.landed_rows,
+        "files": stats.files,
+        "duplicates": stats.duplicates,
+        "invalid": stats.invalid,
+        "gaps_filled_from_rest": len(result.gaps),
+        "rest_rows": result.rest_rows,
+        "news_articles": result.news_articles,
+        "heartbeat": MetadataValue.path(root.uri(result.heartbeat_path)),
+        "wall_seconds": round(result.wall_seconds, 2),
+    })
+    return {"day": day.isoformat(), "reason": result.reason, "contracts": list(tickers)}
+
+
+@op(ins={"session": In(dict)}, description="After the close: one file per source, reconciled with REST.")
+def compact_stream_day(
+    context: OpExecutionContext, session: dict[str, Any], polygon: PolygonResource, store: ParquetStoreResource
+) -> None:
+    if session["reason"] != "session_close":
+        context.log.info(f"{session['day']}: the session ended before the close ({session['reason']}): no compaction")
+        return
+    started = time.monotonic()
+    day = dt.date.fromisoformat(session["day"])
+    compacted = compact_session_day(store.data_root, polygon.client, day, tuple(session["contracts"]))
+    rows = [[c.source, store.relative(c.path), c.rows, c.landed, c.missing, c.mismatched, c.extra]
+            for c in compacted]
+    context.add_output_metadata({
+        "reconciliation": markdown_table(
+            ["source", "file", "rows (= REST)", "landed by the session", "not landed", "revised by REST", "extra"], rows
+        ),
+        "streamed_share": round(sum(c.landed for c in compacted) / max(1, sum(c.rows for c in compacted)), 4),
+        **timing(started, sum(c.rows for c in compacted)),
+    })
+
+
+@job(
+    name=STREAM_JOB,
+    executor_def=in_process_executor,  # one process: a terminated run interrupts the session's own thread
+    description=f"A trading day's streaming session (started by market_open_sensor {DEFAULT_LEAD.seconds // 60} min "
+    "before the open), then the after-close compaction reconciled with REST.",
+    tags={"spy_pipeline/kind": "streaming"},
+)
+def stream_session_job() -> None:
+    compact_stream_day(stream_market_session())

@@ -1,0 +1,112 @@
+"""Decisions of the streaming sensors, as plain functions of the market clock and what they observed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spy_pipeline import trading_calendar as cal
+
+DEFAULT_LEAD = dt.timedelta(minutes=10)  # a session starts this long before the open
+DEFAULT_STALL = dt.timedelta(minutes=2)  # no heartbeat for this long: the session is stalled
+DEFAULT_INTRADAY_INTERVAL = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    day: dt.date | None  # the session to start, None for no request
+    reason: str
+
+    @property
+    def run_key(self) -> str | None:
+        return None if self.day is None else f"stream-session-{self.day.isoformat()}"
+
+
+def plan_session_start(
+    now: dt.datetime, last_started: dt.date | None, started_runs: int, lead: dt.timedelta = DEFAULT_LEAD
+) -> SessionStart:
+    """One session per trading day, requested from `lead` before the open until the close.
+
+    `last_started` is the sensor's cursor, `started_runs` the runs already tagged with today's session (the
+    cursor can be lost with a new instance; the run tags cannot)."""
+    day = now.astimezone(cal.NEW_YORK).date()
+    if not cal.is_trading_day(day):
+        return SessionStart(None, f"{day} is not a trading day")
+    bounds = cal.session_bounds(day)
+    if now < bounds.open - lead:
+        return SessionStart(None, f"{day}: waiting for {(bounds.open - lead).astimezone(cal.NEW_YORK):%H:%M} ET")
+    if now >= bounds.close:
+        return SessionStart(None, f"{day}: the session has closed")
+    if last_started == day or started_runs:
+        return SessionStart(None, f"{day}: a session was already started")
+    return SessionStart(day, f"{day}: starting the streaming session")
+
+
+def heartbeat_age(heartbeat: dict[str, Any] | None, run_started: dt.datetime, now: dt.datetime) -> dt.timedelta:
+    """Time since the session's last heartbeat (since the run started when it has written none)."""
+    if heartbeat is None or not heartbeat.get("updated_at"):
+        return now - run_started
+    return now - dt.datetime.fromisoformat(heartbeat["updated_at"])
+
+
+def stall_reason(
+    heartbeat: dict[str, Any] | None, run_started: dt.datetime, now: dt.datetime, stall: dt.timedelta = DEFAULT_STALL
+) -> str | None:
+    """Why the session counts as stalled, or None while it is healthy."""
+    age = heartbeat_age(heartbeat, run_started, now)
+    if age <= stall:
+        return None
+    if heartbeat is None:
+        return f"no heartbeat {age.total_seconds():.0f} s after the run started (limit {stall.total_seconds():.0f} s)"
+    return (f"no heartbeat for {age.total_seconds():.0f} s (limit {stall.total_seconds():.0f} s); last: state "
+            f"{heartbeat.get('state')}, {heartbeat.get('messages')} messages, "
+            f"last event {heartbeat.get('last_event_time')}")
+
+
+@dataclass(frozen=True)
+class IntradayCursor:
+    day: str | None = None
+    files: int = 0  # micro-batch files seen at the last request
+    requested_at: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str | None) -> IntradayCursor:
+        try:
+            return cls(**json.loads(text)) if text else cls()
+        except (TypeError, ValueError):
+            return cls()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+@dataclass(frozen=True)
+class IntradayPlan:
+    day: dt.date | None
+    run_key: str | None
+    cursor: IntradayCursor
+    reason: str
+
+
+def plan_intraday(
+    now: dt.datetime, day: dt.date, files: int, cursor: IntradayCursor,
+    interval: dt.timedelta = DEFAULT_INTRADAY_INTERVAL,
+) -> IntradayPlan:
+    """A refresh of `day`'s intraday consolidated data (today, or the day a simulation replays) when new
+    micro-batches landed since the last request, at most once per `interval` (wall time)."""
+    if not cal.is_trading_day(day):
+        return IntradayPlan(None, None, cursor, f"{day} is not a trading day")
+    if cursor.day != day.isoformat():
+        cursor = IntradayCursor(day.isoformat())
+    if files <= cursor.files:
+        return IntradayPlan(None, None, cursor, f"{day}: no new micro-batch ({files} files)")
+    if cursor.requested_at is not None:
+        wait = dt.datetime.fromisoformat(cursor.requested_at) + interval - now
+        if wait > dt.timedelta(0):
+            return IntradayPlan(None, None, cursor, f"{day}: next refresh in {wait.total_seconds():.0f} s")
+    return IntradayPlan(
+        day, f"intraday-{day.isoformat()}-{files}", IntradayCursor(day.isoformat(), files, now.isoformat()),
+        f"{day}: {files - cursor.files} new micro-batch files",
+    )
