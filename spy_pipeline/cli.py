@@ -85,7 +85,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from spy_pipeline.logs import configure_logging
-    from spy_pipeline.runner import ensure_dagster_home, run_backfill
+    from spy_pipeline.runner import closing_lines, ensure_dagster_home, run_backfill
 
     settings = load_settings()
     key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
@@ -100,14 +100,14 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(f"spy_pipeline: backfilling {days} trading day(s) up to {end} from {source}")
     data_dir = settings.resolved_data_dir if settings.data_dir_is_local else str(settings.data_dir)
-    summary = run_backfill(end, days, data_dir)
+    summary = run_backfill(end, days, data_dir, progress=lambda line: print(line, flush=True))
     status = "succeeded" if summary.success else "FAILED"
     print(
         f"Dagster runs {', '.join(summary.run_ids)} {status} in {summary.seconds:.1f} s for "
         f"{len(summary.partitions)} partitions ({summary.partitions[0]} to {summary.partitions[-1]}):"
     )
     print("\n".join(summary.lines))
-    print(f"Run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
+    print("\n".join(closing_lines(summary, data_dir, home)))
     return 0 if summary.success else 1
 
 

@@ -1,4 +1,8 @@
-"""`make run`: reference data, then one Dagster run over a range of trading days; then a summary."""
+"""`make run`: reference data, then one Dagster run over a range of trading days; then a summary.
+
+While the runs go, `progress` (if given) gets a line per phase and per finished step (from an event listener on
+the instance, called in-process as Dagster stores each event); afterwards `closing_lines` sums it up.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import datetime as dt
 import os
 import shutil
 import time
-from dataclasses import dataclass
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterEventType, DagsterInstance, EventLogEntry, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline import trading_calendar as cal
@@ -17,6 +24,8 @@ from spy_pipeline import trading_calendar as cal
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 SUMMARY_FIGURES = ("dividends", "splits", "days", "contract_days", "events")
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+CHARTS_FOLDER = "reports/charts"
+UI_HINT = "Browse them: make dev (http://127.0.0.1:3000)"
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,13 @@ class RunSummary:
     partitions: list[str]
     seconds: float
     lines: list[str]
+    # what the closing summary counts: the range run's daily assets, the other runs' assets, checks
+    expected_daily_assets: list[str] = field(default_factory=list)
+    daily_materialized: dict[str, set[str]] = field(default_factory=dict)  # asset -> partitions in the range
+    other_assets: list[str] = field(default_factory=list)
+    warmup: str = ""
+    checks_passed: int = 0
+    checks_failed: int = 0
 
 
 def ensure_dagster_home(repo_root: Path) -> Path:
@@ -40,8 +56,11 @@ def ensure_dagster_home(repo_root: Path) -> Path:
     return home
 
 
-def run_backfill(end: dt.date, days: int, data_dir: Path | str) -> RunSummary:
-    """`data_dir` (a local folder or an object-store URI) only labels the files in the summary."""
+def run_backfill(
+    end: dt.date, days: int, data_dir: Path | str, progress: Callable[[str], None] | None = None
+) -> RunSummary:
+    """`data_dir` (a local folder or an object-store URI) only labels the files in the summary; `progress`
+    receives a line per phase and per finished step while the runs go."""
     from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job, reports_job
 
     warmup, *rest = cal.last_trading_days(end, days + 1)
@@ -60,20 +79,102 @@ def run_backfill(end: dt.date, days: int, data_dir: Path | str) -> RunSummary:
                                       for name in ("options_movement_summary", "range_charts")}},
         ),
     ]
+    phases = [
+        "reference data (dividends, splits)",
+        f"indicator warm-up: raw_spy_bars for {warmup}",
+        f"daily assets for {len(keys)} partitions, {keys[0]} to {keys[-1]}, in one run",
+        f"reports over {keys[0]} to {keys[-1]}",
+    ]
     results = []
     with DagsterInstance.get() as instance:
         for index, (job, tags, run_config) in enumerate(runs):
             job_def = defs.resolve_job_def(job)
             if index == 1:  # warm-up: SPY bars only
                 job_def = job_def.get_subset(asset_selection={AssetKey("raw_spy_bars")})
-            results.append(
-                job_def.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
-            )
+            run_id = str(uuid.uuid4())
+            if progress is not None:
+                progress(f"[{index + 1}/{len(runs)}] {phases[index]}")
+                instance.add_event_listener(run_id, _StepProgress(progress))
+            results.append(job_def.execute_in_process(
+                instance=instance, raise_on_error=False, run_config=run_config, tags=tags, run_id=run_id
+            ))
             if not results[-1].success:
                 break
     seconds = time.monotonic() - started
     lines = [line for result in results for line in _describe(result, data_dir)]
-    return RunSummary([r.run_id for r in results], all(r.success for r in results), keys, seconds, lines)
+    daily: dict[str, set[str]] = {}
+    others: list[str] = []
+    for index, result in enumerate(results):
+        for event in result.get_asset_materialization_events():
+            name = event.asset_key.to_user_string()
+            if index == 2:
+                daily.setdefault(name, set()).add(event.partition)
+            elif index != 1 and name not in others:
+                others.append(name)
+    evaluations = [e for result in results for e in result.get_asset_check_evaluations()]
+    return RunSummary(
+        [r.run_id for r in results], all(r.success for r in results), keys, seconds, lines,
+        expected_daily_assets=sorted(
+            key.to_user_string() for key in daily_backfill_job.selection.resolve(defs.resolve_asset_graph())
+        ),
+        daily_materialized=daily,
+        other_assets=others,
+        warmup=warmup.isoformat() if len(results) > 1 and results[1].success else "",
+        checks_passed=sum(e.passed for e in evaluations),
+        checks_failed=sum(not e.passed for e in evaluations),
+    )
+
+
+class _StepProgress:
+    """An instance event listener: a line when a step that materialized something finishes (with its partitions
+    and time), and a line for each step or asset check that fails."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.materialized: Counter[str] = Counter()
+
+    def __call__(self, entry: EventLogEntry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
+        step = entry.step_key or ""
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            self.materialized[step] += 1 if event.partition else 0  # an unpartitioned asset counts 0, but counts
+        elif event.event_type == DagsterEventType.STEP_SUCCESS and step in self.materialized:
+            count = self.materialized[step]
+            partitions = f"{count} partition{'s' if count != 1 else ''}, " if count else ""
+            self.emit(f"    {step}: done ({partitions}{event.event_specific_data.duration_ms / 1000:.1f} s)")
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
+            data = event.event_specific_data
+            self.emit(f"    check FAILED: {data.asset_key.to_user_string()}:{data.check_name}")
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            self.emit(f"    {step}: FAILED")
+
+
+def closing_lines(summary: RunSummary, data_dir: Path | str, home: Path) -> list[str]:
+    """The end of `make run`'s output: what was materialized, the checks, where everything is."""
+    materialized = sum(len(parts) for parts in summary.daily_materialized.values())
+    partitions, assets = len(summary.partitions), len(summary.expected_daily_assets)
+    if materialized == partitions * assets:
+        counted = f"materialized {partitions} partitions \N{MULTIPLICATION SIGN} {assets} assets"
+    else:
+        counted = (f"materialized {materialized} of {partitions * assets} asset partitions "
+                   f"({partitions} partitions \N{MULTIPLICATION SIGN} {assets} assets)")
+    extras = [*summary.other_assets]
+    if summary.warmup:
+        extras.append(f"raw_spy_bars for the warm-up day {summary.warmup}")
+    status = "succeeded" if summary.success else "FAILED (see the FAILED lines above)"
+    lines = [
+        f"Summary: {status} in {summary.seconds:.1f} s",
+        f"  {counted} ({summary.partitions[0]} to {summary.partitions[-1]})",
+        *([f"  also: {', '.join(extras)}"] if extras else []),
+        f"  asset checks: {summary.checks_passed} passed, {summary.checks_failed} failed",
+        f"  data:   {data_dir}",
+        f"  charts: {_join(data_dir, CHARTS_FOLDER)} (a folder per day, range/ for the whole range)",
+        f"  runs:   {home} (the Dagster instance)",
+        UI_HINT,
+    ]
+    return lines
 
 
 def _join(data_dir: Path | str, relative: str) -> str:

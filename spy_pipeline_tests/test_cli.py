@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import polars as pl
 from polygon import RESTClient
 
+from spy_pipeline.runner import RunSummary, closing_lines
 from spy_pipeline_tests.conftest import REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -44,6 +46,53 @@ def test_run_backfills_the_last_trading_days_and_prints_a_summary(tmp_path: Path
     [line] = [json.loads(line) for line in result.stderr.splitlines() if '"embedded_sandbox"' in line]
     assert line["run_id"] and line["level"] == "info"  # structured logs carry the Dagster run id
     assert any((tmp_path / "home").rglob("*.db")), "runs are recorded in the Dagster instance"
+    _assert_progress_and_closing_summary(result.stdout, tmp_path, days=3)
+
+
+def _assert_progress_and_closing_summary(stdout: str, tmp_path: Path, days: int) -> None:
+    """A line per phase and per finished asset step while the runs go; a short, actionable closing summary."""
+    from spy_pipeline.definitions import DAILY_ASSETS
+
+    lines = stdout.splitlines()
+    phases = [i for i, line in enumerate(lines) if re.match(r"\[\d/4\] ", line)]
+    assert len(phases) == 4
+    daily_steps = lines[phases[2] + 1:phases[3]]
+    assert sorted(re.match(r"    (\w+): done", line)[1] for line in daily_steps) == sorted(
+        a.key.to_user_string() for a in DAILY_ASSETS)
+    assert all(re.fullmatch(rf"    \w+: done \({days} partitions, \d+\.\d s\)", line) for line in daily_steps)
+    assert [line.split(":")[0].strip() for line in lines[phases[3] + 1:phases[3] + 3]] == [
+        "options_movement_summary", "range_charts"]
+    [start] = [i for i, line in enumerate(lines) if line.startswith("Summary: succeeded")]
+    summary = lines[start:]
+    assert len(summary) <= 9 and phases[-1] < start
+    assert summary[-1] == "Browse them: make dev (http://127.0.0.1:3000)"
+    assert f"  materialized {days} partitions \N{MULTIPLICATION SIGN} {len(DAILY_ASSETS)} assets" in summary[1]
+    per_run = "\n".join(lines[:start])  # each run's own "asset checks: N passed, M failed" line
+    passed = sum(int(n) for n in re.findall(r"^  asset checks: (\d+) passed, 0 failed", per_run, re.MULTILINE))
+    assert passed > 20 and f"  asset checks: {passed} passed, 0 failed" in summary
+    data = tmp_path / "data"
+    assert f"  data:   {data}" in summary and data.is_absolute()
+    [charts] = [line for line in summary if line.startswith("  charts: ")]
+    folder = Path(charts.split()[1])
+    assert folder == data / "reports" / "charts" and folder.is_absolute()
+    assert sorted(p.name for p in (folder / "range").iterdir()) == ["events_by_hour.png", "volatility.png"]
+    assert len([p for p in folder.iterdir() if re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.name)]) == days
+
+
+def test_closing_summary_says_what_is_missing_after_a_failure(tmp_path: Path) -> None:
+    summary = RunSummary(
+        ["r1", "r2", "r3"], False, ["2025-01-07", "2025-01-08"], 12.5, [],
+        expected_daily_assets=["consolidated", "raw_spy_bars", "raw_vix_bars"],
+        daily_materialized={"raw_spy_bars": {"2025-01-07", "2025-01-08"}, "raw_vix_bars": {"2025-01-07"}},
+        other_assets=["corporate_actions"], warmup="2025-01-06", checks_passed=5, checks_failed=1,
+    )
+    lines = closing_lines(summary, tmp_path / "data", tmp_path / "home")
+    assert lines[0].startswith("Summary: FAILED")
+    assert lines[1] == ("  materialized 3 of 6 asset partitions (2 partitions \N{MULTIPLICATION SIGN} 3 assets) "
+                        "(2025-01-07 to 2025-01-08)")
+    assert "  asset checks: 5 passed, 1 failed" in lines
+    assert f"  charts: {tmp_path / 'data' / 'reports' / 'charts'}" in lines[-3]
+    assert lines[-1] == "Browse them: make dev (http://127.0.0.1:3000)"
 
 
 def test_run_with_a_bad_date_prints_one_line_and_exits_2(tmp_path: Path) -> None:
