@@ -3,15 +3,15 @@
 Each test materializes raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars and raw_news (with
 their checks) over 2025-01-07..2025-01-08 against a test-owned sandbox whose pages are capped (so every
 list spans several pages) and whose faults the test sets. The outcome is either every Parquet file
-frame-equal to the fault-free run's, or a failure with a stated reason. The one mode the pipeline cannot
-catch, skip_page on lists without a checkable shape (contracts, news, option bars), is pinned down as a
-known limit: the run succeeds with fewer rows.
+frame-equal to the fault-free run's, or a failure with a stated reason. A skipped page is noticed by
+listing a paginated answer twice (the client takes an answer when two listings agree).
 
 Run alone: .venv/bin/python -m pytest -m faults
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -19,9 +19,13 @@ import polars as pl
 import pytest
 import urllib3
 
+from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.errors import PolygonPayloadError
+from spy_pipeline.polygon.transport import RetryPolicy
 from spy_pipeline.sandbox.faults import KINDS, Fault, FaultPlan
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline_tests import soak
+from spy_pipeline_tests.conftest import SANDBOX_KEY
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 ENDPOINTS = soak.ENDPOINTS
@@ -107,52 +111,46 @@ def test_truncated_answers_beyond_the_retries_fail_the_run_with_the_reason(
     assert not (data_dir / "raw" / "spy").exists()  # nothing half-written
 
 
-# --- skip_page: lost items -------------------------------------------------------------------------
+# --- skip_page: a listing that loses a page -----------------------------------------------------------
 
 
-def test_skipped_spy_page_is_caught_by_the_coverage_check(faulty: SandboxServer, data_dir: Path) -> None:
-    faulty.faults.add(ENDPOINTS["spy_bars"], Fault("skip_page"))  # the 2nd page: 400 bars of 2025-01-07
-    outcome = soak.backfill()
-    _assert_all_faults_served(faulty)
-    assert "spy_regular_session_coverage (ERROR)" in outcome.failed_checks, outcome.reason
-    spy = pl.read_parquet(data_dir / "raw" / "spy" / "2025-01-07.parquet")
-    assert spy.height < 796 - 300  # the hole is there, and the check said so
-
-
-def test_skipped_vix_page_fails_clearly(faulty: SandboxServer, data_dir: Path) -> None:
-    faulty.faults.add(ENDPOINTS["vix_bars"], Fault("skip_page"))  # the 2nd page: nearly all of 2025-01-08
-    outcome = soak.backfill()
-    _assert_all_faults_served(faulty)
-    assert not outcome.success or "vix_regular_session_coverage (ERROR)" in outcome.failed_checks, outcome.reason
-    assert outcome.reason
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "files"),
-    [
-        ("contracts", ["raw/options/contracts/2025-01-07.parquet", "raw/options/2025-01-07.parquet"]),
-        ("news", ["raw/news/2025-01-07.parquet"]),
-        ("option_bars", None),  # which contract's page is skipped depends on the fetch order
-    ],
-)
-def test_skipped_page_of_a_list_without_a_total_is_a_known_silent_loss(
-    faulty: SandboxServer, data_dir: Path, clean: dict[str, pl.DataFrame], endpoint: str, files: list[str] | None
+@pytest.mark.parametrize("endpoint", ["spy_bars", "vix_bars", "contracts", "news", "option_bars"])
+def test_a_skipped_page_is_noticed_by_a_second_listing_and_recovered(
+    faulty: SandboxServer, data_dir: Path, clean: dict[str, pl.DataFrame], endpoint: str
 ) -> None:
-    """KNOWN LIMIT. Contracts, news and option bars carry no total count (Polygon's `count` is the page's
-    size) and no shape a check could test (a band's contracts, a day's articles and a sparse contract's
-    bars have no expected number), so a next_url that skips a page loses its items without a trace: the
-    run succeeds, its checks pass, and the files hold fewer rows. This test pins that down."""
+    """Polygon's pages carry no total, so the client lists a paginated answer twice: the listing that lost
+    a page disagrees with the next one, and the answer is taken only when two listings agree."""
     faulty.faults.add(ENDPOINTS[endpoint], Fault("skip_page"))
     outcome = soak.backfill()
     _assert_all_faults_served(faulty)
     assert outcome.success and not outcome.failed_checks, outcome.reason
-    diffs = soak.differences(clean, soak.snapshot(data_dir))
-    assert diffs and all("rows instead of" in d for d in diffs), diffs
-    if files is not None:
-        assert sorted(d.split(":")[0] for d in diffs) == sorted(files)
-    for line in diffs:
-        got, want = (int(n) for n in line.split(": ")[1].split(" rows instead of "))
-        assert got < want  # items lost, never added
+    assert soak.differences(clean, soak.snapshot(data_dir)) == []
+
+
+def test_listings_that_keep_disagreeing_fail_with_the_reason(faulty: SandboxServer) -> None:
+    """The 1st listing loses its 2nd page, the 2nd is whole, the 3rd loses its 2nd page again: no two
+    consecutive listings agree, so the client refuses the answer instead of returning a partial list."""
+    client = PolygonClient(SANDBOX_KEY, faulty.url, None, retry_policy=RetryPolicy(max_retries=0))
+    day = dt.date(2025, 1, 7)
+
+    def listing() -> pl.DataFrame:
+        return client.options_contracts("SPY", day, expiration_lte=day + dt.timedelta(days=3))
+
+    before = client.stats.snapshot()["requests"]
+    whole = listing()
+    pages = (client.stats.snapshot()["requests"] - before) // 2  # a paginated answer is listed twice
+    assert pages >= 3 and whole.height > 0
+    answer_normally = Fault("slow", delay_s=0)
+    faulty.faults.add(
+        ENDPOINTS["contracts"],
+        Fault("skip_page"), *[answer_normally] * (pages - 2),  # listing 1: pages - 1 requests
+        *[answer_normally] * pages,  # listing 2: whole
+        Fault("skip_page"),  # listing 3: loses its 2nd page again
+    )
+    with pytest.raises(PolygonPayloadError, match=r"3 paginated listings disagreed .* refusing to write a partial"):
+        listing()
+    _assert_all_faults_served(faulty)
+    client.close()
 
 
 # --- the sandbox's fault injection itself ---------------------------------------------------------

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import polars as pl
 import urllib3
 from polygon import RESTClient
 
+from spy_pipeline.logs import get_logger
+from spy_pipeline.polygon.errors import PolygonPayloadError
 from spy_pipeline.polygon.rate_limit import TokenBucket
 from spy_pipeline.polygon.transport import RequestStats, RetryingTransport, RetryPolicy
 
+log = get_logger(__name__)
+T = TypeVar("T")
 AGGS_PAGE_LIMIT = 50_000
+MAX_LISTINGS = 3  # a paginated list is fetched until two answers agree, at most this many times
 CONTRACTS_PAGE_LIMIT = 1_000
 NEWS_PAGE_LIMIT = 1_000
 REFERENCE_PAGE_LIMIT = 1_000
@@ -62,13 +68,13 @@ class PolygonClient:
 
         Columns are Polygon's: t (ms, bar start), o, h, l, c, v, vw, n; sorted by t.
         """
-        rows = [
+        rows = self._verified_list(f"{ticker} minute bars {start}..{end}", lambda: [
             (a.timestamp, a.open, a.high, a.low, a.close, a.volume, a.vwap, a.transactions)
             for a in self._rest.list_aggs(
                 ticker, 1, "minute", start.isoformat(), end.isoformat(),
                 adjusted=True, sort="asc", limit=AGGS_PAGE_LIMIT,
             )
-        ]
+        ])
         return pl.DataFrame(rows, schema=RAW_BAR_SCHEMA, orient="row").sort("t")
 
     def options_contracts(
@@ -83,7 +89,7 @@ class PolygonClient:
         contract_type: str | None = None,
     ) -> pl.DataFrame:
         """The chain as it stood on `as_of` (Polygon's as_of: no `expired` flag needed), all pages."""
-        rows = [
+        rows = self._verified_list(f"{underlying} contracts as of {as_of}", lambda: [
             (c.ticker, c.underlying_ticker, c.contract_type, c.strike_price, c.expiration_date,
              c.exercise_style, c.shares_per_contract)
             for c in self._rest.list_options_contracts(
@@ -92,16 +98,38 @@ class PolygonClient:
                 strike_price_gte=strike_gte, strike_price_lte=strike_lte,
                 limit=CONTRACTS_PAGE_LIMIT, sort="ticker", order="asc",
             )
-        ]
+        ])
         return pl.DataFrame(rows, schema=RAW_CONTRACT_SCHEMA, orient="row").unique("ticker").sort("ticker")
 
     def news(self, ticker: str, published_gte: dt.datetime, published_lt: dt.datetime) -> list[dict[str, Any]]:
         """Articles mentioning `ticker` published in [published_gte, published_lt), as Polygon's dicts."""
-        articles = self._rest.list_ticker_news(
-            ticker=ticker, published_utc_gte=_rfc3339(published_gte), published_utc_lt=_rfc3339(published_lt),
-            limit=NEWS_PAGE_LIMIT, sort="published_utc", order="asc",
+        return self._verified_list(f"{ticker} news", lambda: [
+            _as_dict(article) for article in self._rest.list_ticker_news(
+                ticker=ticker, published_utc_gte=_rfc3339(published_gte), published_utc_lt=_rfc3339(published_lt),
+                limit=NEWS_PAGE_LIMIT, sort="published_utc", order="asc",
+            )
+        ])
+
+    def _verified_list(self, what: str, fetch: Callable[[], list[T]]) -> list[T]:
+        """`fetch()`, and when its answer came in several pages, again until two answers agree.
+
+        Polygon's pages carry no total, so a `next_url` that skips a page would lose its items without a
+        trace; two listings that agree are taken as complete (a one-page answer has no next_url to skip).
+        """
+        pages_before = self.transport.pages_in_thread
+        answer = fetch()
+        if self.transport.pages_in_thread - pages_before <= 1:
+            return answer
+        for _ in range(MAX_LISTINGS - 1):
+            again = fetch()
+            if _same_items(again, answer):
+                return answer
+            log.warning("polygon_listing_changed", what=what, items=len(answer), items_again=len(again))
+            answer = again
+        raise PolygonPayloadError(
+            f"{what}: {MAX_LISTINGS} paginated listings disagreed ({len(answer)} items in the last): "
+            "pages are being lost or repeated; refusing to write a partial list"
         )
-        return [_as_dict(article) for article in articles]
 
     def dividends(self, ticker: str) -> list[dict[str, Any]]:
         return [_as_dict(d) for d in self._rest.list_dividends(ticker=ticker, limit=REFERENCE_PAGE_LIMIT)]
@@ -111,6 +139,11 @@ class PolygonClient:
 
     def close(self) -> None:
         self.transport.clear()
+
+
+def _same_items(first: list[Any], second: list[Any]) -> bool:
+    """The same items whatever their order and repetition (a repeated page adds no new item)."""
+    return {repr(item) for item in first} == {repr(item) for item in second}
 
 
 def _iso(day: dt.date | None) -> str | None:

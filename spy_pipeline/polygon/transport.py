@@ -99,6 +99,12 @@ class RetryingTransport:
     ) -> None:
         self.pool, self.bucket, self.timeout, self.policy, self.stats = pool, bucket, timeout, policy, stats
         self._sleep, self._jitter = sleep, jitter
+        self._thread = threading.local()
+
+    @property
+    def pages_in_thread(self) -> int:
+        """JSON answers received by the calling thread so far (a paginated list counts one per page)."""
+        return getattr(self._thread, "pages", 0)
 
     def request(self, method: str, url: str, fields: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, **_ignored: Any) -> urllib3.BaseHTTPResponse:
@@ -122,6 +128,7 @@ class RetryingTransport:
             self.stats.add(bytes_received=len(body), status=str(response.status))
             if response.status == 200:
                 if _is_json(body):
+                    self._thread.pages = self.pages_in_thread + 1
                     return response
                 problem = f"malformed JSON body ({len(body)} bytes)"
                 self._wait(attempt, None, path, problem)
