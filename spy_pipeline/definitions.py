@@ -35,7 +35,7 @@ reference_data_job = define_asset_job(
 reports_job = define_asset_job(
     name="reports",
     selection=AssetSelection.assets(*REPORT_ASSETS),
-    description="Summaries over a range of days (the scanner's figures).",
+    description="Summaries over a range of days: the scanner's figures and the range charts.",
 )
 
 defs = Definitions(
