@@ -126,13 +126,13 @@ def volatility_figure(daily: pl.DataFrame) -> Figure:
     lines = (
         ("realized_vol", "Realized (SPY 1-minute log returns)", dict(color="black", marker="o")),
         ("implied_vol", "Implied (median IV of near-the-money options)", dict(color="tab:blue", marker="s")),
-        ("vix_close_fraction", "VIX close / 100", dict(color="tab:red", marker="^", ls="--")),
+        ("vix_close_fraction", "VIX close (its points are % per year)", dict(color="tab:red", marker="^", ls="--")),
     )
     for column, label, style in lines:
         values = daily[column].cast(pl.Float64).fill_null(float("nan")).to_numpy() * 100
         axis.plot(x, values, lw=1.6, ms=6, label=label, **style)
     figure.suptitle(f"SPY realized vs implied volatility, {_span(days)}", fontsize=16)
-    axis.set_title(f"{REALIZED_NOTE}; {IMPLIED_NOTE}; VIX close / 100", fontsize=11)
+    axis.set_title(f"{REALIZED_NOTE}; {IMPLIED_NOTE}; VIX close read as % per year", fontsize=11)
     step = max(1, math.ceil(len(days) / MAX_DAY_LABELS))
     axis.set_xticks(x[::step], [str(day) for day in days[::step]], rotation=30 if len(days) > 8 else 0)
     axis.set_xlim(-0.5, max(len(days) - 0.5, 0.5))
