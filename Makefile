@@ -13,7 +13,7 @@ PYTHON312 := $(shell \
   elif [ -x "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version 2>/dev/null)/bin/python" ]; then echo "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$(cat .python-version)/bin/python"; \
   fi)
 
-.PHONY: help run test dev dev-postgres postgres-binaries lint bench venv clean soak
+.PHONY: help run test dev dev-postgres postgres-binaries browser-binaries lint bench venv clean soak
 
 help:
 	@echo "make run    backfill the asset graph for the last trading days against the embedded sandbox"
@@ -54,7 +54,19 @@ postgres-binaries:
 	  fi; \
 	fi
 
-test: $(STAMP) postgres-binaries
+# The UI test drives Debian's Chromium with Playwright's Python driver (spy_pipeline_tests/test_ui_browser.py); no
+# browser download.
+browser-binaries:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium package: the UI test drives a real headless browser."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium (/usr/bin/chromium) is missing, so test_ui_browser.py will fail: run 'sudo apt-get install chromium' first."; \
+	  fi; \
+	fi
+
+test: $(STAMP) postgres-binaries browser-binaries
 	$(PY) -m pytest
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
