@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--date", required=True, help="trading day to replay, YYYY-MM-DD")
     simulate.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second, 1-600 (60)")
     simulate.add_argument("--start-at", default="09:25", help="market time (ET) the replay starts at (09:25)")
-    simulate.add_argument("--drop-every", type=int, help="drop the WebSocket connection every N messages")
+    simulate.add_argument(
+        "--drop-every", type=int, help="drop each WebSocket connection after N data frames (a frame: a minute's events)"
+    )
     sandbox = commands.add_parser("sandbox", help="the Polygon-compatible sandbox")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1 until interrupted")

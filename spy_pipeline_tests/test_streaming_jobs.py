@@ -38,16 +38,16 @@ def session_run_config(**overrides: object) -> dict:
 
 @pytest.fixture(scope="module")
 def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, DagsterInstance, dict]]:
-    """A replayed session of DAY from 15:30 at 600x (~4 s), then intraday_refresh and the daily REST backfill
-    of DAY (raw assets and consolidated) in the same data dir."""
+    """A replayed session of DAY from 15:30 at 600x (~4 s) whose connections drop every 6 data frames, then
+    intraday_refresh and the daily REST backfill of DAY (raw assets and consolidated) in the same data dir."""
     from spy_pipeline.definitions import RAW_DAILY_ASSETS, defs
     from spy_pipeline.defs.processed.assets import consolidated
 
     with sandbox_lake(tmp_path_factory, DAY) as (data_dir, instance), pytest.MonkeyPatch.context() as patch:
         if True:
             patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
-            stream = defs.resolve_job_def("stream_session").execute_in_process(
-                run_config=session_run_config(), instance=instance)
+            stream = defs.resolve_job_def("stream_session").execute_in_process(  # connections dropped on purpose
+                run_config=session_run_config(drop_every=6), instance=instance)
             outputs = {e.step_key: {k: v.value for k, v in (e.event_specific_data.metadata or {}).items()}
                        for e in stream.all_events if e.event_type_value == "STEP_OUTPUT"}
             intraday = defs.resolve_job_def("intraday_refresh").execute_in_process(
@@ -66,6 +66,7 @@ def test_session_lands_heartbeats_news_and_ends_at_the_close(streamed_day) -> No
     session = outputs["stream_market_session"]
     assert session["ended"] == "session_close" and session["simulated"] is True
     assert session["invalid"] == 0 and session["messages"] > 500
+    assert session["gaps_filled_from_rest"] > 3  # the start (one per market) and the drops
     root = DataRoot.from_location(data_dir)
     beat = read_heartbeat(root, DAY)
     assert beat is not None and beat["state"] == "closed" and beat["buffered"] == 0

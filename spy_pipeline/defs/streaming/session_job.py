@@ -38,7 +38,9 @@ class StreamSessionConfig(Config):
     start_at: str | None = Field(
         default=None, description="Sandbox only: market time (ET, HH:MM) the replay starts at (default: now / 09:25)"
     )
-    drop_every: int | None = Field(default=None, description="Sandbox only: drop the connection every N messages")
+    drop_every: int | None = Field(
+        default=None, description="Sandbox only: drop each connection after N data frames (tests, demos)"
+    )
     flush_seconds: float = Field(default=5.0, gt=0, description="Land buffered bars at least this often (wall s)")
     flush_records: int = Field(default=5_000, ge=1, description="Land a source's buffer at once at this size")
     heartbeat_seconds: float = Field(default=5.0, gt=0, description="Heartbeat interval (wall s)")
