@@ -218,7 +218,8 @@ def test_volatility_chart_draws_each_series_in_percent_with_titles_and_units() -
     figure = range_charts.volatility_figure(daily)
     axis = figure.get_axes()[0]
     lines = {line.get_label(): line.get_ydata() for line in axis.get_lines()}
-    assert list(lines["VIX close (its points are % per year)"]) == pytest.approx([14.0, 15.0, 16.0])  # sorted by day, in %
+    vix = lines["VIX close (its points are % per year)"]
+    assert list(vix) == pytest.approx([14.0, 15.0, 16.0])  # sorted by day, in %
     assert list(lines["Realized (SPY 1-minute log returns)"]) == pytest.approx([14.0, 13.0, 12.0])
     assert "2025-01-06 to 2025-01-08" in figure.get_suptitle() and "sqrt(252 x 390)" in axis.get_title()
     assert axis.get_ylabel() == "Volatility (% per year, annualized)" and axis.get_xlabel() == "Trading day (ET)"

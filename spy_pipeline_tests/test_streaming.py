@@ -82,6 +82,21 @@ def test_batcher_deduplicates_keeping_the_latest(root: DataRoot) -> None:
     assert compact_day(root, "spy", DAY)["close"].to_list() == [10.12]  # the latest file wins
 
 
+def test_batcher_remembers_landed_keys_for_a_window_only(root: DataRoot) -> None:
+    """A day of minutes lands, but the de-duplication index keeps the last `dedup_window_minutes` per symbol
+    (flat memory): a recent repeat is dropped, an older one lands again and the compaction keeps one row."""
+    batcher = MicroBatcher(root, DAY, flush_seconds=3600, flush_records=50, dedup_window_minutes=30)
+    batcher.add_many([am(s=START_MS - i * 60_000) for i in range(300)][::-1])  # 300 minutes, in order
+    batcher.flush()
+    remembered = batcher._landed["SPY"]
+    assert len(remembered) <= 31 and max(remembered) == START_MS
+    assert batcher.add(am(s=START_MS - 10 * 60_000)) is False  # inside the window: a duplicate
+    assert batcher.add(am(s=START_MS - 200 * 60_000)) is True  # older: lands again ...
+    batcher.close()
+    day = compact_day(root, "spy", DAY)
+    assert day.height == 300 and day.select("ticker", "timestamp").is_unique().all()  # ... once after compaction
+
+
 def test_batcher_flushes_by_records_time_and_close(root: DataRoot) -> None:
     batcher = MicroBatcher(root, DAY, flush_seconds=0.2, flush_records=3)
     batcher.add_many([am(s=START_MS + i * 60_000) for i in range(7)])

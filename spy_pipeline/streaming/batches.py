@@ -8,7 +8,9 @@ upload on an object store): a reader sees a whole file or none.
 
 De-duplication is by (sym, s): inside the buffer the latest message wins; against what already landed a
 message with the same values is dropped (counted as a duplicate), one with other values lands again (a
-revision) and the compaction keeps the row of the latest file. ``AM`` events carry no trade count, so
+revision) and the compaction keeps the row of the latest file. Landed keys are remembered for
+`dedup_window_minutes` (120) behind each symbol's latest landed bar, so memory stays flat over a day; a
+repeat older than that lands again and the compaction removes it. ``AM`` events carry no trade count, so
 ``transactions`` is null for streamed rows (rows filled from REST keep theirs).
 """
 
@@ -153,6 +155,7 @@ class MicroBatcher:
         source_of: Callable[[str], str | None] = default_source,
         now_ms: Callable[[], int] | None = None,
         latency_samples: int = 200_000,
+        dedup_window_minutes: int = 120,
     ) -> None:
         self.root = root
         self.day = cal.require_trading_day(day)
@@ -169,7 +172,11 @@ class MicroBatcher:
         self.stats = BatcherStats()
         self._lock = threading.RLock()
         self._buffers: dict[str, dict[tuple[str, int], Bar]] = {s: {} for s in SOURCES}
-        self._landed: dict[str, dict[int, tuple[Any, ...]]] = {}  # sym -> s -> values landed
+        # sym -> s -> values landed, for the last `dedup_window_ms` before the symbol's latest landed bar only:
+        # repeats come from reconnect and gap-fill overlaps near the stream's edge, and a whole day's index
+        # would grow the session's memory by ~500 bytes per row
+        self._landed: dict[str, dict[int, tuple[Any, ...]]] = {}
+        self.dedup_window_ms = int(dedup_window_minutes * MINUTE_MS)
         self._last_flush = time.monotonic()
         self._seq: dict[str, int] = {}
         self._closed = False
@@ -298,11 +305,19 @@ class MicroBatcher:
             if len(self.stats.latency_wall_s) < self.latency_samples:
                 self.stats.latency_wall_s.append(landed_wall - bar.received)
                 self.stats.latency_market_ms.append(landed_market - bar.e)
+        self._forget_old_keys({bar.sym for bar in bars})
         buffer.clear()
         self.stats.landed_rows += len(bars)
         self.stats.files += 1
         self.landed_files.append(path)
         return path
+
+    def _forget_old_keys(self, symbols: set[str]) -> None:
+        for sym in symbols:
+            landed = self._landed[sym]
+            horizon = max(landed) - self.dedup_window_ms
+            if min(landed) < horizon:
+                self._landed[sym] = {s: values for s, values in landed.items() if s >= horizon}
 
     def frame(self, bars: list[Bar]) -> pl.DataFrame:
         """Bars as a MINUTE_BARS frame (session labelled from the day's bounds)."""
