@@ -97,6 +97,17 @@ def test_batcher_remembers_landed_keys_for_a_window_only(root: DataRoot) -> None
     assert day.height == 300 and day.select("ticker", "timestamp").is_unique().all()  # ... once after compaction
 
 
+def test_batcher_latency_sample_is_uniform_over_the_day(root: DataRoot) -> None:
+    """With more rows than `latency_samples`, the kept latencies cover the whole day, not its first rows."""
+    now = START_MS + 60_000
+    batcher = MicroBatcher(root, DAY, flush_seconds=3600, flush_records=1, latency_samples=50, now_ms=lambda: now)
+    for minutes_back in range(600, 0, -1):  # in time order: the first rows are the oldest (largest latency)
+        batcher.add(am(s=START_MS - minutes_back * 60_000))
+    kept = [ms // 60_000 for ms in batcher.stats.latency_market_ms]  # minutes from bar end to landing
+    assert len(kept) == 50 and batcher.stats.landed_rows == 600
+    assert min(kept) < 300 < max(kept)  # the first 50 rows alone would all be >= 551 minutes
+
+
 def test_batcher_flushes_by_records_time_and_close(root: DataRoot) -> None:
     batcher = MicroBatcher(root, DAY, flush_seconds=0.2, flush_records=3)
     batcher.add_many([am(s=START_MS + i * 60_000) for i in range(7)])

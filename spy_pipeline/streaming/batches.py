@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 import re
 import threading
 import time
@@ -99,7 +100,8 @@ class BatcherStats:
     landed_rows: int = 0
     files: int = 0
     last_event_ms: int | None = None  # the largest bar end seen
-    # event end -> landed, market ms (by the `now_ms` clock) and wall seconds (arrival -> landed); capped
+    # event end -> landed, market ms (by the `now_ms` clock) and wall seconds (arrival -> landed): a uniform
+    # sample of at most `latency_samples` rows
     latency_market_ms: list[int] = field(default_factory=list, repr=False)
     latency_wall_s: list[float] = field(default_factory=list, repr=False)
 
@@ -164,6 +166,7 @@ class MicroBatcher:
         self.source_of = source_of
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.latency_samples = latency_samples
+        self._sampler = random.Random(0)
         bounds = cal.session_bounds(self.day)
         self._pre_ms, self._open_ms, self._close_ms, self._end_ms = (
             int(t.timestamp() * 1000) for t in (bounds.pre_market_open, bounds.open, bounds.close,
@@ -300,17 +303,24 @@ class MicroBatcher:
         path = f"{batch_folder(self.root, source, self.day)}/{name}"
         self.root.write_parquet(frame, path)  # on failure the buffer stays as it was
         landed_wall, landed_market = time.monotonic(), self.now_ms()
-        for bar in bars:
+        for index, bar in enumerate(bars, start=self.stats.landed_rows):
             self._landed.setdefault(bar.sym, {})[bar.s] = bar.values()
-            if len(self.stats.latency_wall_s) < self.latency_samples:
-                self.stats.latency_wall_s.append(landed_wall - bar.received)
-                self.stats.latency_market_ms.append(landed_market - bar.e)
+            self._sample_latency(index, landed_wall - bar.received, landed_market - bar.e)
         self._forget_old_keys({bar.sym for bar in bars})
         buffer.clear()
         self.stats.landed_rows += len(bars)
         self.stats.files += 1
         self.landed_files.append(path)
         return path
+
+    def _sample_latency(self, index: int, wall_s: float, market_ms: int) -> None:
+        """Reservoir sampling: the kept latencies are a uniform sample of every landed row so far."""
+        stats = self.stats
+        if index < self.latency_samples:
+            stats.latency_wall_s.append(wall_s)
+            stats.latency_market_ms.append(market_ms)
+        elif (slot := self._sampler.randrange(index + 1)) < self.latency_samples:
+            stats.latency_wall_s[slot], stats.latency_market_ms[slot] = wall_s, market_ms
 
     def _forget_old_keys(self, symbols: set[str]) -> None:
         for sym in symbols:

@@ -25,8 +25,8 @@ Figures:
   and GC pauses, which block the event loop, are reported) are caught up, a backlog is not. SPEED is the
   product's largest replay speed (`open_stream_endpoint` allows 1-600).
 - latency: p50/p99 of the batcher's `latency_market_ms` (bar end -> landed, by the session's clock) and
-  `latency_wall_s` (receipt -> landed); at N x speed one wall second is N market seconds. The batcher keeps the
-  first `latency_samples` (200,000) of them only; the landed files' mtimes give the market latency of every
+  `latency_wall_s` (receipt -> landed); at N x speed one wall second is N market seconds. The batcher keeps a
+  uniform sample of `latency_samples` (200,000) of them (reservoir); the landed files' mtimes give the market latency of every
   landed row as a cross-check.
 - memory: VmRSS of this process every MEMORY_SAMPLE_SECONDS during the session; slope over the second half of
   the session (least squares, MiB per simulated hour); "flat" (PASS, else WARN) when below FLAT_MIB_PER_HOUR.
@@ -477,7 +477,7 @@ def main() -> None:
         f"collections, {gc_pauses.seconds[2]:.2f} s, longest {1000 * gc_pauses.max_s[2]:.0f} ms "
         f"(all generations {sum(gc_pauses.seconds):.2f} s)",
         f"  latency bar end -> landed file (flush_seconds={FLUSH_SECONDS:g}), batcher's samples ({lat['samples']:,} "
-        f"of {stats.landed_rows:,} rows: latency_samples keeps the first ones): market p50 "
+        f"of {stats.landed_rows:,} rows: a uniform sample): market p50 "
         f"{lat['market_p50_s']:.1f} s, "
         f"p99 {lat['market_p99_s']:.1f} s (/ {SPEED:g} = {lat['market_p50_s'] / SPEED:.3f} s, "
         f"{lat['market_p99_s'] / SPEED:.3f} s wall); receipt -> landed wall p50 {lat['wall_p50_s']:.3f} s, p99 "
