@@ -26,8 +26,8 @@ Figures:
   product's largest replay speed (`open_stream_endpoint` allows 1-600).
 - latency: p50/p99 of the batcher's `latency_market_ms` (bar end -> landed, by the session's clock) and
   `latency_wall_s` (receipt -> landed); at N x speed one wall second is N market seconds. The batcher keeps a
-  uniform sample of `latency_samples` (200,000) of them (reservoir); the landed files' mtimes give the market latency of every
-  landed row as a cross-check.
+  uniform sample of `latency_samples` (200,000) of them (reservoir); the landed files' mtimes give the market
+  latency of every landed row as a cross-check.
 - memory: VmRSS of this process every MEMORY_SAMPLE_SECONDS during the session; slope over the second half of
   the session (least squares, MiB per simulated hour); "flat" (PASS, else WARN) when below FLAT_MIB_PER_HOUR.
 
