@@ -223,6 +223,12 @@ def _describe(result: ExecuteInProcessResult, data_dir: Path | str) -> list[str]
             f"  asset checks: {len(evaluations) - len(failed)} passed, {len(failed)} failed"
             + "".join(f"\n    FAILED {e.asset_key.to_user_string()}:{e.check_name}" for e in failed)
         )
+    return lines + step_failure_lines(result)
+
+
+def step_failure_lines(result: ExecuteInProcessResult) -> list[str]:
+    """One line per failed step: its key and the first line of the underlying error."""
+    lines = []
     for failure in result.get_step_failure_events():
         error = failure.step_failure_data.error
         cause = error.cause or error if error else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.runner import QUIET_CONSOLE
+from spy_pipeline.runner import QUIET_CONSOLE, step_failure_lines
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,6 @@ def _step_metadata(result: ExecuteInProcessResult, step: str) -> dict[str, objec
         if event.event_type_value == "STEP_OUTPUT" and event.step_key == step:
             return {key: value.value for key, value in (event.event_specific_data.metadata or {}).items()}
     return {}
-
-
-def _failure_lines(result: ExecuteInProcessResult) -> list[str]:
-    lines = []
-    for failure in result.get_step_failure_events():
-        error = failure.step_failure_data.error
-        cause = (error.cause or error) if error else None
-        message = cause.message.strip().splitlines()[0] if cause and cause.message.strip() else "unknown error"
-        lines.append(f"  FAILED step {failure.step_key}: {message}")
-    return lines
 
 
 def simulate(
@@ -84,6 +74,6 @@ def simulate(
                 lines.append(f"  intraday_consolidated: {meta['rows'].value:,} rows, "
                              f"{meta['contracts'].value} contracts, up to {meta['last_minute'].value}")
     for result in results:
-        lines += _failure_lines(result)
+        lines += step_failure_lines(result)
     return SimulationResult(all(r.success for r in results), time.monotonic() - started, lines,
                             [r.run_id for r in results])
