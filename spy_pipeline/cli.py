@@ -1,10 +1,11 @@
 """The `spy-pipeline` command: `run` (the main backfill), `status` (what the Dagster instance holds),
-`docs` (the README's generated sections) and `sandbox serve`."""
+`docs` (the README's generated sections), `simulate` (a replayed streaming day) and `sandbox serve`."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -72,9 +73,18 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ConfigError("simulate replays the embedded sandbox: unset POLYGON_API_KEY (and POLYGON_BASE_URL)")
     if not 1 <= args.speed <= 600:
         raise ConfigError(f"--speed must be between 1 and 600, got {args.speed:g}")
+    if args.drop_every is not None and args.drop_every < 1:
+        raise ConfigError(f"--drop-every must be at least 1, got {args.drop_every}")
+    try:
+        start = dt.time.fromisoformat(args.start_at)
+    except ValueError:
+        raise ConfigError(f"--start-at must be a time of day HH:MM (ET), got {args.start_at!r}") from None
     configure_logging(settings.log_level, settings.log_format)
     day = cal.require_trading_day(cal.parse_date(args.date))
     home = ensure_dagster_home(Path.cwd())
+    bounds = cal.session_bounds(day)
+    if not bounds.pre_market_open <= dt.datetime.combine(day, start, cal.NEW_YORK) < bounds.close:
+        raise ConfigError(f"--start-at {args.start_at} is outside {day}'s streaming hours (pre-market open to close)")
     print(f"spy_pipeline: replaying {day} from {args.start_at} ET at {args.speed:g}x through the streaming session")
     result = simulate(day, args.speed, args.start_at, args.drop_every)
     print(f"Dagster runs {', '.join(result.run_ids)} {'succeeded' if result.success else 'FAILED'} "

@@ -14,7 +14,7 @@ from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, range_charts
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
-from spy_pipeline.defs.streaming import STREAMING_ASSETS, STREAMING_JOBS, STREAMING_SENSORS
+from spy_pipeline.defs.streaming import STREAMING_ASSETS, STREAMING_JOBS, STREAMING_SCHEDULES, STREAMING_SENSORS
 
 RAW_DAILY_ASSETS = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news]
 PROCESSED_DAILY_ASSETS = [consolidated, training_dataset, features, options_movement]
@@ -42,7 +42,7 @@ defs = Definitions(
     assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS, *STREAMING_ASSETS],
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
     jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS, *STREAMING_JOBS],
-    schedules=[*SCHEDULES, *OPERATIONS_SCHEDULES],
+    schedules=[*SCHEDULES, *OPERATIONS_SCHEDULES, *STREAMING_SCHEDULES],
     sensors=[*SENSORS, *STREAMING_SENSORS],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
 )

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
@@ -22,7 +23,7 @@ from spy_pipeline.schemas import MINUTE_BARS
 from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import MicroBatcher, batch_files, parse_batch_name
 from spy_pipeline.streaming.compact import compact_day, compare_with_rest, reconcile_day
-from spy_pipeline.streaming.session import StreamConfig, read_heartbeat, run_stream_session
+from spy_pipeline.streaming.session import Gap, StreamConfig, _Session, read_heartbeat, run_stream_session
 from spy_pipeline_tests.conftest import SANDBOX_KEY
 
 DAY = dt.date(2025, 1, 8)
@@ -246,3 +247,81 @@ def test_stop_event_ends_the_session_with_complete_files(root: DataRoot, rest: P
     assert sum(_landed(root, s).height for s in SOURCES) == result.stats.landed_rows
     beat = read_heartbeat(root, DAY)
     assert beat is not None and beat["state"] == "stopped" and beat["buffered"] == 0
+
+
+# --- gap bookkeeping of one connection, without a network (the REST fetches are the session's `rest`) ------
+
+A_CONTRACT, B_CONTRACT = "O:SPY250108C00590000", "O:SPY250108P00590000"
+
+
+def _minute(hhmm: str) -> int:
+    return int(dt.datetime.combine(DAY, dt.time.fromisoformat(hhmm), tzinfo=cal.NEW_YORK).timestamp() * 1000)
+
+
+def _agg(sym: str, hhmm: str) -> EquityAgg:
+    s = _minute(hhmm)
+    return EquityAgg.from_dict({"ev": "AM", "sym": sym, "o": 1, "h": 1, "l": 1, "c": 1, "v": 1, "vw": 1,
+                                "s": s, "e": s + 60_000})
+
+
+class _FixedClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(_minute("10:05") / 1000, dt.UTC)
+
+
+def _options_session(root: DataRoot, rest: Any = None) -> tuple[_Session, Any]:
+    config = StreamConfig(day=DAY, api_key="k", stocks=(), indices=(), options=(A_CONTRACT, B_CONTRACT),
+                          fill_from=dt.datetime.fromtimestamp(_minute("10:00") / 1000, dt.UTC))
+    session = _Session(config, root, _FixedClock(), rest, threading.Event())
+    return session, session.conns[0]
+
+
+def _reconnect(conn: Any) -> None:
+    conn.client = SimpleNamespace(websocket=object())  # the official client's new connection object
+
+
+def _covered(session: _Session, sym_minute: str) -> bool:
+    start = _minute(sym_minute)
+    return any(g.from_ms <= start < g.to_ms for g in session.gaps)
+
+
+def test_a_late_bar_after_a_reconnect_does_not_cancel_the_gap(root: DataRoot) -> None:
+    session, conn = _options_session(root)
+    _reconnect(conn)
+    session._process(conn, [_agg(A_CONTRACT, "10:00"), _agg(B_CONTRACT, "10:00")])
+    _reconnect(conn)  # 10:01-10:03 lost on the wire; the next frame carries a late 09:58 print and 10:04
+    session._process(conn, [_agg(A_CONTRACT, "09:58"), _agg(B_CONTRACT, "10:04")])
+    assert all(_covered(session, m) for m in ("10:01", "10:02", "10:03", "10:04"))
+
+
+def test_a_minute_split_across_frames_is_fetched_again_after_a_drop(root: DataRoot) -> None:
+    session, conn = _options_session(root)
+    _reconnect(conn)
+    session._process(conn, [_agg(A_CONTRACT, "10:00")])  # B's 10:00 bar was in the next frame ...
+    _reconnect(conn)  # ... which the drop lost
+    session._process(conn, [_agg(A_CONTRACT, "10:02"), _agg(B_CONTRACT, "10:02")])
+    assert _covered(session, "10:00") and _covered(session, "10:01")
+
+
+def test_a_failed_fill_is_logged_kept_and_tried_again(root: DataRoot) -> None:
+    calls: list[str] = []
+
+    class FlakyRest:
+        def minute_bars(self, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+            calls.append(symbol)
+            if symbol == A_CONTRACT and calls.count(A_CONTRACT) == 1:
+                raise ConnectionError("refused")
+            s = _minute("10:01")
+            return pl.DataFrame({"t": [s], "o": [1.0], "h": [1.0], "l": [1.0], "c": [1.0], "v": [1.0],
+                                 "vw": [1.0], "n": [3]})
+
+    session, conn = _options_session(root, FlakyRest())
+    gap = Gap(conn.index, conn.market, _minute("10:00"), _minute("10:05"))
+    session.gaps.append(gap)
+    session._fill(conn.symbols, gap)
+    assert calls == [A_CONTRACT, B_CONTRACT]  # B still filled after A failed
+    assert gap.failed == [A_CONTRACT] and not gap.filled and gap.rows == 1
+    session.rest = None  # record the retry without running it
+    session._retry_failed_fills()
+    retry = session.gaps[-1]
+    assert retry is not gap and (retry.from_ms, retry.to_ms) == (gap.from_ms, gap.to_ms) and gap.failed == []

@@ -12,6 +12,7 @@ from dagster import DagsterInstance, DagsterRunStatus, SensorResult, build_senso
 
 from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.streaming.sensors import (
+    STALLED_TAG,
     build_intraday_sensor,
     build_market_open_sensor,
     build_stream_health_sensor,
@@ -61,30 +62,50 @@ def tick(sensor, instance: DagsterInstance, cursor: str | None = None) -> Sensor
     ],
 )
 def test_session_start_follows_the_nyse_calendar(moment: dt.datetime, expected: dt.date | None) -> None:
-    assert plan_session_start(moment, None, 0).day == expected
+    assert plan_session_start(moment, []).day == expected
 
 
 def test_market_open_sensor_requests_exactly_one_session_per_day(instance: DagsterInstance) -> None:
     sensor = build_market_open_sensor(clock=lambda: et(TRADING_DAY, "09:21"))
-    first = tick(sensor, instance)
-    (request,) = first.run_requests
-    assert request.run_key == f"stream-session-{TRADING_DAY}" and request.tags[STREAM_DAY_TAG] == str(TRADING_DAY)
+    (request,) = tick(sensor, instance).run_requests
+    assert request.run_key == f"stream-session-{TRADING_DAY}-1" and request.tags[STREAM_DAY_TAG] == str(TRADING_DAY)
     assert request.run_config["ops"]["stream_market_session"]["config"]["date"] == str(TRADING_DAY)
-    assert first.cursor == str(TRADING_DAY)
-    assert not tick(sensor, instance, first.cursor).run_requests  # the next tick: already started
 
-    # a daemon restart with a lost cursor: the run tagged with the day is enough
+    # what the daemon does with the request; from then on the run tagged with the day is the state (no cursor
+    # to lose in a daemon restart)
     instance.create_run_for_job(stream_session_job, run_config=request.run_config, tags=request.tags)
-    restarted = tick(sensor, instance, None)
-    assert "already started" in skipped(restarted)
+    assert "a session is running or queued" in skipped(tick(sensor, instance))
+    instance.create_run_for_job(stream_session_job, tags=request.tags, status=DagsterRunStatus.STARTED)
+    assert "a session is running or queued" in skipped(tick(sensor, instance))
 
 
-def test_market_open_sensor_starts_a_new_session_after_a_failed_one(instance: DagsterInstance) -> None:
-    run = instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(TRADING_DAY)},
-                                      status=DagsterRunStatus.FAILURE)
-    assert run.status == DagsterRunStatus.FAILURE
-    sensor = build_market_open_sensor(clock=lambda: et(TRADING_DAY, "11:00"))
-    assert len(tick(sensor, instance).run_requests) == 1
+@pytest.mark.parametrize(
+    ("status", "tags", "expected"),
+    [
+        (DagsterRunStatus.SUCCESS, {}, "already ran"),  # streamed to the close
+        (DagsterRunStatus.CANCELED, {}, "already ran (or a user stopped it)"),  # terminated from the UI: stays off
+    ],
+)
+def test_market_open_sensor_leaves_a_finished_or_user_stopped_day_alone(
+    instance: DagsterInstance, status: DagsterRunStatus, tags: dict[str, str], expected: str
+) -> None:
+    instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(TRADING_DAY), **tags}, status=status)
+    assert expected in skipped(tick(build_market_open_sensor(clock=lambda: et(TRADING_DAY, "11:00")), instance))
+
+
+def test_market_open_sensor_restarts_failed_and_stalled_sessions_up_to_a_limit(instance: DagsterInstance) -> None:
+    sensor = build_market_open_sensor(clock=lambda: et(TRADING_DAY, "11:00"), max_attempts=3)
+    tags = {STREAM_DAY_TAG: str(TRADING_DAY)}
+    instance.create_run_for_job(stream_session_job, tags=tags, status=DagsterRunStatus.FAILURE)
+    (second,) = tick(sensor, instance).run_requests
+    assert second.run_key == f"stream-session-{TRADING_DAY}-2"  # a new key: the first attempt's key is spent
+    # stopped by the health sensor (tagged stalled), not by a user: started again
+    instance.create_run_for_job(stream_session_job, tags={**tags, STALLED_TAG: "no heartbeat"},
+                                status=DagsterRunStatus.CANCELED)
+    (third,) = tick(sensor, instance).run_requests
+    assert third.run_key == f"stream-session-{TRADING_DAY}-3"
+    instance.create_run_for_job(stream_session_job, tags=tags, status=DagsterRunStatus.FAILURE)
+    assert "3 sessions failed; not starting another" in skipped(tick(sensor, instance))
 
 
 def test_market_open_sensor_is_silent_on_holidays(instance: DagsterInstance) -> None:
@@ -100,32 +121,41 @@ def _beat(data_dir: Path, day: dt.date, updated: dt.datetime, state: str = "stre
     root.write_bytes(json.dumps(beat).encode(), heartbeat_path(root, day))
 
 
-def test_health_sensor_fails_and_restarts_a_stalled_session(instance: DagsterInstance, data_dir: Path) -> None:
-    now = et(TRADING_DAY, "11:00")
+def test_health_sensor_stops_a_stalled_session_with_the_reason(instance: DagsterInstance, data_dir: Path) -> None:
     run = instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(TRADING_DAY)},
                                       status=DagsterRunStatus.STARTED)
-    _beat(data_dir, TRADING_DAY, now - dt.timedelta(seconds=30))
+    started = instance.get_run_record_by_id(run.run_id).create_timestamp
+    now = started + dt.timedelta(minutes=10)
     sensor = build_stream_health_sensor(clock=lambda: now)
-    assert not tick(sensor, instance).run_requests  # 30 s old: healthy
+    _beat(data_dir, TRADING_DAY, now - dt.timedelta(seconds=30))
+    assert "1 running session(s), 0 stalled" in skipped(tick(sensor, instance))  # 30 s old: healthy
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
 
     _beat(data_dir, TRADING_DAY, now - dt.timedelta(minutes=5))
-    (restart,) = tick(sensor, instance).run_requests
-    failed = instance.get_run_by_id(run.run_id)
-    assert failed.status == DagsterRunStatus.FAILURE
-    assert restart.run_key == f"stream-session-{TRADING_DAY}-restart-{run.run_id}"
-    assert restart.run_config["ops"]["stream_market_session"]["config"]["date"] == str(TRADING_DAY)
+    assert "1 stalled" in skipped(tick(sensor, instance))
+    stopped = instance.get_run_by_id(run.run_id)
+    # the test instance's launcher cannot terminate (no process): the sensor records the failure itself
+    assert stopped.status == DagsterRunStatus.FAILURE
+    assert stopped.tags[STALLED_TAG].startswith("no heartbeat for 300 s (limit 120 s)")
     messages = [r.dagster_event.message or "" for r in instance.all_logs(run.run_id) if r.dagster_event]
     assert any("stalled: no heartbeat for 300 s (limit 120 s)" in m for m in messages), messages
+    # ... and market_open_sensor starts the next attempt
+    (restart,) = tick(build_market_open_sensor(clock=lambda: et(TRADING_DAY, "11:00")), instance).run_requests
+    assert restart.run_key == f"stream-session-{TRADING_DAY}-2"
 
 
-def test_health_sensor_does_not_restart_after_the_close(instance: DagsterInstance, data_dir: Path) -> None:
-    now = et(TRADING_DAY, "16:30")
-    instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(TRADING_DAY)},
-                                status=DagsterRunStatus.STARTED)
-    _beat(data_dir, TRADING_DAY, now - dt.timedelta(minutes=10))
-    assert not tick(build_stream_health_sensor(clock=lambda: now), instance).run_requests
-    assert instance.get_runs()[0].status == DagsterRunStatus.FAILURE
+def test_a_restarted_session_is_not_judged_by_the_previous_heartbeat(
+    instance: DagsterInstance, data_dir: Path
+) -> None:
+    run = instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(TRADING_DAY)},
+                                      status=DagsterRunStatus.STARTED)
+    started = instance.get_run_record_by_id(run.run_id).create_timestamp
+    _beat(data_dir, TRADING_DAY, started - dt.timedelta(minutes=30))  # the killed session's last beat
+    sensor = build_stream_health_sensor(clock=lambda: started + dt.timedelta(seconds=60))
+    assert "0 stalled" in skipped(tick(sensor, instance))
+    late = build_stream_health_sensor(clock=lambda: started + dt.timedelta(seconds=150))
+    assert "1 stalled" in skipped(tick(late, instance))
+    assert "after the run started" in instance.get_run_by_id(run.run_id).tags[STALLED_TAG]
 
 
 def test_stall_reason_counts_from_the_run_start_without_heartbeat() -> None:
@@ -171,3 +201,46 @@ def test_intraday_plan_starts_over_each_day() -> None:
     plan = plan_intraday(et(next_day, "09:31"), next_day, 2, cursor)
     assert plan.run_key == f"intraday-{next_day}-2" and plan.cursor.files == 2
     assert plan_intraday(et(next_day, "09:31"), dt.date(2025, 1, 9), 2, cursor).day is None  # closed day
+
+
+def test_intraday_sensor_follows_today_and_every_running_session(instance: DagsterInstance, data_dir: Path) -> None:
+    """A simulation replaying a past day runs while today's live session lands batches: both are refreshed."""
+    replayed = dt.date(2025, 1, 7)
+    instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(replayed)},
+                                status=DagsterRunStatus.STARTED)
+    _land(data_dir, TRADING_DAY, 0)
+    _land(data_dir, replayed, 0)
+    _land(data_dir, replayed, 1)
+    sensor = build_intraday_sensor(clock=lambda: et(TRADING_DAY, "10:05"))
+    result = tick(sensor, instance)
+    assert sorted(r.run_key for r in result.run_requests) == [f"intraday-{replayed}-2", f"intraday-{TRADING_DAY}-1"]
+    assert "no new micro-batch" in skipped(tick(sensor, instance, result.cursor)).split(";")[0]
+
+
+def _schedule_tick(instance: DagsterInstance, moment: dt.datetime):
+    from dagster import build_schedule_context
+
+    from spy_pipeline.defs.streaming.compaction import stream_compaction_schedule
+
+    return stream_compaction_schedule(build_schedule_context(instance=instance, scheduled_execution_time=moment))
+
+
+def test_compaction_schedule_runs_for_streamed_trading_days_only(instance: DagsterInstance, data_dir: Path) -> None:
+    from dagster import RunRequest, SkipReason
+
+    from spy_pipeline.defs.streaming.compaction import rest_day_complete
+    from spy_pipeline.streaming.intraday import contracts_path
+
+    evening = et(TRADING_DAY, "20:15")
+    assert "was not streamed" in _schedule_tick(instance, evening).skip_message
+    root = DataRoot.from_location(data_dir)
+    root.write_bytes(b"placeholder", contracts_path(root, TRADING_DAY))  # what a session writes first
+    request = _schedule_tick(instance, evening)
+    assert isinstance(request, RunRequest) and request.run_key == f"stream-compaction-{TRADING_DAY}"
+    assert request.run_config["ops"]["compact_streamed_day"]["config"]["date"] == str(TRADING_DAY)
+    holiday = _schedule_tick(instance, et(dt.date(2025, 1, 9), "20:15"))
+    assert isinstance(holiday, SkipReason) and "not a trading day" in holiday.skip_message
+    # REST has the whole day only after the after-hours session (20:00 ET; 17:00 on an early close)
+    assert not rest_day_complete(TRADING_DAY, et(TRADING_DAY, "19:59"))
+    assert rest_day_complete(TRADING_DAY, et(TRADING_DAY, "20:00"))
+    assert rest_day_complete(dt.date(2025, 11, 28), et(dt.date(2025, 11, 28), "17:00"))

@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spy_pipeline import trading_calendar as cal
 from spy_pipeline.logs import register_secret
@@ -24,7 +24,7 @@ POLYGON_FEED = "socket.polygon.io"
 
 @dataclass(frozen=True)
 class StreamEndpoint:
-    api_key: str
+    api_key: str = field(repr=False)
     feed: str
     secure: bool
     clock: Clock

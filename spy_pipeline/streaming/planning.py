@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from spy_pipeline import trading_calendar as cal
 
@@ -14,23 +15,28 @@ DEFAULT_STALL = dt.timedelta(minutes=2)  # no heartbeat for this long: the sessi
 DEFAULT_INTRADAY_INTERVAL = dt.timedelta(minutes=5)
 
 
+DEFAULT_MAX_ATTEMPTS = 5  # sessions started for one day before the sensor gives up (a permanent error)
+RunState = Literal["active", "done", "failed"]  # queued or running / succeeded or stopped by a user / failed
+
+
 @dataclass(frozen=True)
 class SessionStart:
     day: dt.date | None  # the session to start, None for no request
     reason: str
+    attempt: int = 1
 
     @property
     def run_key(self) -> str | None:
-        return None if self.day is None else f"stream-session-{self.day.isoformat()}"
+        return None if self.day is None else f"stream-session-{self.day.isoformat()}-{self.attempt}"
 
 
 def plan_session_start(
-    now: dt.datetime, last_started: dt.date | None, started_runs: int, lead: dt.timedelta = DEFAULT_LEAD
+    now: dt.datetime, runs: Sequence[RunState], lead: dt.timedelta = DEFAULT_LEAD,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> SessionStart:
-    """One session per trading day, requested from `lead` before the open until the close.
-
-    `last_started` is the sensor's cursor, `started_runs` the runs already tagged with today's session (the
-    cursor can be lost with a new instance; the run tags cannot)."""
+    """One session per trading day, requested from `lead` before the open until the close, and requested
+    again after a failed one (a crash, a stall) up to `max_attempts`. `runs` are the states of the runs
+    tagged with today's session (run tags survive a daemon restart and a lost cursor)."""
     day = now.astimezone(cal.NEW_YORK).date()
     if not cal.is_trading_day(day):
         return SessionStart(None, f"{day} is not a trading day")
@@ -39,16 +45,24 @@ def plan_session_start(
         return SessionStart(None, f"{day}: waiting for {(bounds.open - lead).astimezone(cal.NEW_YORK):%H:%M} ET")
     if now >= bounds.close:
         return SessionStart(None, f"{day}: the session has closed")
-    if last_started == day or started_runs:
-        return SessionStart(None, f"{day}: a session was already started")
+    if "active" in runs:
+        return SessionStart(None, f"{day}: a session is running or queued")
+    if "done" in runs:
+        return SessionStart(None, f"{day}: the session already ran (or a user stopped it)")
+    failed = sum(state == "failed" for state in runs)
+    if failed >= max_attempts:
+        return SessionStart(None, f"{day}: {failed} sessions failed; not starting another")
+    if failed:
+        return SessionStart(day, f"{day}: restarting the streaming session after {failed} failed", failed + 1)
     return SessionStart(day, f"{day}: starting the streaming session")
 
 
 def heartbeat_age(heartbeat: dict[str, Any] | None, run_started: dt.datetime, now: dt.datetime) -> dt.timedelta:
-    """Time since the session's last heartbeat (since the run started when it has written none)."""
+    """Time since the session's last heartbeat, or since its run started when it has written none yet (a
+    heartbeat older than the run is a previous session's)."""
     if heartbeat is None or not heartbeat.get("updated_at"):
         return now - run_started
-    return now - dt.datetime.fromisoformat(heartbeat["updated_at"])
+    return now - max(run_started, dt.datetime.fromisoformat(heartbeat["updated_at"]))
 
 
 def stall_reason(
@@ -58,7 +72,8 @@ def stall_reason(
     age = heartbeat_age(heartbeat, run_started, now)
     if age <= stall:
         return None
-    if heartbeat is None:
+    updated = heartbeat.get("updated_at") if heartbeat else None
+    if updated is None or dt.datetime.fromisoformat(updated) < run_started:
         return f"no heartbeat {age.total_seconds():.0f} s after the run started (limit {stall.total_seconds():.0f} s)"
     return (f"no heartbeat for {age.total_seconds():.0f} s (limit {stall.total_seconds():.0f} s); last: state "
             f"{heartbeat.get('state')}, {heartbeat.get('messages')} messages, "

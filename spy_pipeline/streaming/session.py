@@ -12,10 +12,12 @@ session starts a new client after a backoff.
 Gaps. Data published while a connection is down is lost. Every connection keeps a watermark: the end of the
 last AM bar it delivered (at the start: `fill_from`, default the clock's minute when the session starts).
 When a new connection object appears (the client's ``websocket`` changes: the first connect or a reconnect),
-the next AM frame it delivers, ending at E, tells what is covered again; the bars of that connection's
-symbols with watermark <= s < E are fetched with `PolygonClient.minute_bars` and fed to the batcher, whose
-de-duplication removes the overlap (the bar ending at E arrives both ways). A connection still down at the
-close is filled up to the close.
+the next AM frame it delivers tells what is covered again: with E the latest bar end in it, the bars of that
+connection's symbols with watermark - 1 min <= s < E are fetched with `PolygonClient.minute_bars` and fed to
+the batcher, whose de-duplication removes the overlap (a minute's bars of many contracts can span frames, so
+the watermark's own minute is fetched again; a late bar in the frame does not shorten the gap). A connection
+still down at the close is filled up to the close. A symbol whose fill fails is logged and tried once more
+at the close; `Gap.failed` lists what stayed unfilled.
 
 News. With `news_tickers` the session polls REST news every `news_poll_seconds` of market time (there is
 no news stream; see news_poll.py) and once more at the close.
@@ -35,7 +37,7 @@ import datetime as dt
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import polygon
@@ -78,7 +80,7 @@ def _iso(ms: int | None) -> str | None:
 @dataclass(frozen=True)
 class StreamConfig:
     day: dt.date
-    api_key: str
+    api_key: str = field(repr=False)
     feed: str = "socket.polygon.io"  # host[:port]
     secure: bool = True
     stocks: tuple[str, ...] = ("SPY",)
@@ -117,6 +119,7 @@ class Gap:
     to_ms: int
     rows: int = 0
     filled: bool = False
+    failed: list[str] = field(default_factory=list)  # symbols whose REST fetch failed
 
 
 @dataclass
@@ -249,6 +252,8 @@ class _Session:
         if reason == "session_close":
             self._fill_at_close()
             await self._wait_fills()
+            self._retry_failed_fills()
+            await self._wait_fills()
         await self._final_news_poll(reason)
         self.batcher.close()
         self.state = {"session_close": "closed"}.get(reason, reason)
@@ -306,7 +311,7 @@ class _Session:
             conn.ws = ws
             conn.connects += 1
             if conn.gap_from is None:
-                conn.gap_from = conn.watermark_ms
+                conn.gap_from = conn.watermark_ms - MINUTE_MS
 
     def _process(self, conn: _Connection, messages: list[Any]) -> None:
         self._observe(conn)
@@ -318,22 +323,24 @@ class _Session:
             return
         if conn.gap_from is not None:
             # missed: bars starting in [gap_from, E - 1 min); the bar ending at E is fetched too (overlap)
-            self._schedule_fill(conn, conn.gap_from, min(ends) - MINUTE_MS, overlap_ms=MINUTE_MS)
+            self._schedule_fill(conn, conn.symbols, conn.gap_from, max(ends) - MINUTE_MS, overlap_ms=MINUTE_MS)
             conn.gap_from = None
         conn.watermark_ms = max(conn.watermark_ms, max(ends))
         conn.last_event_ms = conn.watermark_ms
 
     # REST fills -----------------------------------------------------------------------------------------
 
-    def _schedule_fill(self, conn: _Connection, from_ms: int, to_ms: int, overlap_ms: int = 0) -> None:
-        """Bars of `conn` starting in [from_ms, to_ms) were missed: fetch [from_ms, to_ms + overlap_ms)."""
+    def _schedule_fill(
+        self, conn: _Connection, symbols: tuple[str, ...], from_ms: int, to_ms: int, overlap_ms: int = 0
+    ) -> None:
+        """Bars of `symbols` starting in [from_ms, to_ms) were missed: fetch [from_ms, to_ms + overlap_ms)."""
         if to_ms <= from_ms:
             return
         gap = Gap(conn.index, conn.market, from_ms, to_ms + overlap_ms)
         self.gaps.append(gap)
         if self.rest is None:
             return
-        task = asyncio.create_task(asyncio.to_thread(self._fill, conn.symbols, gap))
+        task = asyncio.create_task(asyncio.to_thread(self._fill, symbols, gap))
         self._fills.add(task)
         task.add_done_callback(self._fills.discard)
 
@@ -341,9 +348,14 @@ class _Session:
         """A connection whose last bar ends before the close may have lost the end (a reconnect too short for
         the monitor to see, or still down): fill from its watermark (one REST call per symbol of it)."""
         for conn in self.conns:
-            start = conn.gap_from if conn.gap_from is not None else conn.watermark_ms
+            start = conn.gap_from if conn.gap_from is not None else conn.watermark_ms - MINUTE_MS
             if start < self.close_ms:
-                self._schedule_fill(conn, start, self.close_ms)
+                self._schedule_fill(conn, conn.symbols, start, self.close_ms)
+
+    def _retry_failed_fills(self) -> None:
+        for gap in [g for g in self.gaps if g.failed]:
+            symbols, gap.failed = tuple(gap.failed), []
+            self._schedule_fill(self.conns[gap.connection], symbols, gap.from_ms, gap.to_ms)
 
     def _fill(self, symbols: tuple[str, ...], gap: Gap) -> None:
         assert self.rest is not None
@@ -352,7 +364,12 @@ class _Session:
             if self.stop_event.is_set():  # stopping: the rest of the gap stays unfilled (gap.filled False)
                 log.warning("stream_gap_fill_abandoned", market=gap.market, start=_iso(gap.from_ms), rows=rows)
                 return
-            frame = self.rest.minute_bars(symbol, self.day, self.day)
+            try:
+                frame = self.rest.minute_bars(symbol, self.day, self.day)
+            except Exception as exc:  # the others still get filled; this one is tried again at the close
+                gap.failed.append(symbol)
+                log.warning("stream_gap_fill_failed", symbol=symbol, start=_iso(gap.from_ms), error=repr(exc))
+                continue
             window = frame.filter((frame["t"] >= gap.from_ms) & (frame["t"] < gap.to_ms))
             messages = [
                 {"ev": "AM", "sym": symbol, "o": r["o"], "h": r["h"], "l": r["l"], "c": r["c"], "v": r["v"],
@@ -361,7 +378,7 @@ class _Session:
             ]
             rows += len(messages)
             self.batcher.add_many(messages, from_rest=True)
-        gap.rows, gap.filled = rows, True
+        gap.rows, gap.filled = rows, not gap.failed
         self.rest_rows += rows
         log.info("stream_gap_filled", market=gap.market, start=_iso(gap.from_ms), end=_iso(gap.to_ms), rows=rows)
 

@@ -5,11 +5,13 @@ Thin shells over spy_pipeline.streaming.planning; each takes a `clock` so tests 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import json
 from collections.abc import Callable
 
 from dagster import (
+    DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -31,8 +33,10 @@ from spy_pipeline.streaming.intraday import landed_sources
 from spy_pipeline.streaming.planning import (
     DEFAULT_INTRADAY_INTERVAL,
     DEFAULT_LEAD,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_STALL,
     IntradayCursor,
+    RunState,
     plan_intraday,
     plan_session_start,
     stall_reason,
@@ -41,9 +45,9 @@ from spy_pipeline.streaming.session import read_heartbeat
 
 log = get_logger(__name__)
 TRIGGER_TAG = "spy_pipeline/trigger"
-# A session counts as started for the day unless its run failed or was canceled (then a new one may start).
-STARTED_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-                    DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS]
+STALLED_TAG = "spy_pipeline/stalled"
+ACTIVE_STATUSES = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                   DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
 
 
 def new_york_day(now: dt.datetime) -> dt.date:
@@ -58,10 +62,19 @@ def session_request(day: dt.date, run_key: str, trigger: str) -> RunRequest:
     )
 
 
+def run_state(run: DagsterRun) -> RunState:
+    if run.status in ACTIVE_STATUSES:
+        return "active"
+    if run.status == DagsterRunStatus.FAILURE or STALLED_TAG in run.tags:
+        return "failed"
+    return "done"  # succeeded, or canceled by a user
+
+
 def build_market_open_sensor(
     *,
     name: str = "market_open_sensor",
     lead: dt.timedelta = DEFAULT_LEAD,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     minimum_interval_seconds: int = 60,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     clock: Callable[[], dt.datetime] = utc_now,
@@ -70,20 +83,18 @@ def build_market_open_sensor(
         name=name, job_name=STREAM_JOB, minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description=f"One stream_session run per trading day, from {lead.seconds // 60} min before the open until "
-        "the close (none on weekends and holidays, none twice: cursor, run tags and run key).",
+        f"the close (none on weekends and holidays); a failed or stalled session is started again, up to "
+        f"{max_attempts} times. State: the runs tagged {STREAM_DAY_TAG}, run keys per attempt.",
     )
     def _market_open(context: SensorEvaluationContext) -> SensorResult:
         now = clock()
-        last = dt.date.fromisoformat(context.cursor) if context.cursor else None
-        started = context.instance.get_runs_count(RunsFilter(
-            job_name=STREAM_JOB, tags={STREAM_DAY_TAG: new_york_day(now).isoformat()}, statuses=STARTED_STATUSES,
-        ))
-        plan = plan_session_start(now, last, started, lead)
+        day = new_york_day(now).isoformat()
+        runs = context.instance.get_runs(RunsFilter(job_name=STREAM_JOB, tags={STREAM_DAY_TAG: day}))
+        plan = plan_session_start(now, [run_state(run) for run in runs], lead, max_attempts)
         context.log.info(plan.reason)
         if plan.day is None or plan.run_key is None:
-            return SensorResult(skip_reason=plan.reason, cursor=context.cursor)
-        return SensorResult(run_requests=[session_request(plan.day, plan.run_key, name)],
-                            cursor=plan.day.isoformat())
+            return SensorResult(skip_reason=plan.reason)
+        return SensorResult(run_requests=[session_request(plan.day, plan.run_key, name)])
 
     return _market_open
 
@@ -101,43 +112,66 @@ def build_stream_health_sensor(
     *,
     name: str = "stream_health_sensor",
     stall: dt.timedelta = DEFAULT_STALL,
-    restart: bool = True,
     minimum_interval_seconds: int = 30,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> SensorDefinition:
     @sensor(
-        name=name, job_name=STREAM_JOB, minimum_interval_seconds=minimum_interval_seconds,
-        default_status=default_status,
-        description=f"A running stream_session without a heartbeat for {stall.total_seconds():.0f} s is terminated "
-        "and marked failed with the reason" + (", and restarted while the market is open." if restart else "."),
+        name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
+        description=f"A running stream_session without a heartbeat for {stall.total_seconds():.0f} s is tagged "
+        f"{STALLED_TAG} with the reason and terminated (marked failed if its process is gone); "
+        "market_open_sensor then starts a new one while the market is open.",
     )
     def _health(context: SensorEvaluationContext) -> SensorResult:
         now = clock()
         instance = context.instance
         root = load_settings().data_root
-        requests = []
         running = instance.get_run_records(RunsFilter(job_name=STREAM_JOB, statuses=[DagsterRunStatus.STARTED]))
+        stalled = 0
         for record in running:
             day = _session_day(record)
-            started = dt.datetime.fromtimestamp(record.start_time, dt.UTC) if record.start_time else now
+            started = _run_started(record)
             reason = stall_reason(read_heartbeat(root, day), started, now, stall)
             if reason is None:
                 continue
+            stalled += 1
             run = record.dagster_run
             message = f"stream session {day} stalled: {reason}"
             context.log.warning(f"{run.run_id}: {message}")
             log.warning("stream_session_stalled", run=run.run_id, day=day.isoformat(), reason=reason)
-            with contextlib.suppress(Exception):  # the process may be gone already: the failure is still recorded
-                instance.run_launcher.terminate(run.run_id)
-            instance.report_run_failed(run, message=message)
-            if restart and now < cal.session_bounds(day).close:
-                requests.append(session_request(day, f"stream-session-{day}-restart-{run.run_id}", name))
-        if not requests:
-            return SensorResult(skip_reason=f"{len(running)} running session(s), none stalled")
-        return SensorResult(run_requests=requests)
+            instance.add_run_tags(run.run_id, {STALLED_TAG: reason})
+            instance.report_engine_event(message, run)
+            if not _terminate(instance, run.run_id):  # no process to stop: record the failure ourselves
+                instance.report_run_failed(run, message=message)
+        return SensorResult(skip_reason=f"{len(running)} running session(s), {stalled} stalled")
 
     return _health
+
+
+def _run_started(record: RunRecord) -> dt.datetime:
+    if record.start_time:
+        return dt.datetime.fromtimestamp(record.start_time, dt.UTC)
+    created = record.create_timestamp
+    return created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+
+
+def _terminate(instance: DagsterInstance, run_id: str) -> bool:
+    try:
+        return bool(instance.run_launcher.terminate(run_id))
+    except Exception as exc:  # a launcher that cannot terminate (or a run without a process)
+        log.warning("stream_session_terminate_failed", run=run_id, error=repr(exc))
+        return False
+
+
+def _day_cursors(text: str | None) -> dict[str, IntradayCursor]:
+    """The intraday sensor's cursor: an IntradayCursor per day it follows."""
+    try:
+        stored = json.loads(text) if text else {}
+    except ValueError:
+        stored = {}
+    if not isinstance(stored, dict):
+        return {}
+    return {day: IntradayCursor.from_json(json.dumps(value)) for day, value in stored.items()}
 
 
 def build_intraday_sensor(
@@ -152,24 +186,34 @@ def build_intraday_sensor(
         name=name, job_name=INTRADAY_JOB, minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description=f"Refreshes intraday_consolidated when today's session landed new micro-batches, at most every "
-        f"{interval.total_seconds() / 60:g} min (today's, or the day a running simulated session replays).",
+        f"{interval.total_seconds() / 60:g} min per day (today's, and the day of every running session: a "
+        "simulation replays a past day).",
     )
     def _intraday(context: SensorEvaluationContext) -> SensorResult:
         now = clock()
         running = context.instance.get_run_records(
-            RunsFilter(job_name=STREAM_JOB, statuses=[DagsterRunStatus.STARTED]), limit=1
+            RunsFilter(job_name=STREAM_JOB, statuses=[DagsterRunStatus.STARTED]), limit=20
         )
-        day = _session_day(running[0]) if running else new_york_day(now)  # a simulation replays a past day
-        files = sum(landed_sources(load_settings().data_root, day).values()) if cal.is_trading_day(day) else 0
-        plan = plan_intraday(now, day, files, IntradayCursor.from_json(context.cursor), interval)
-        context.log.info(plan.reason)
-        if plan.day is None or plan.run_key is None:
-            return SensorResult(skip_reason=plan.reason, cursor=plan.cursor.to_json())
-        request = RunRequest(
-            run_key=plan.run_key, job_name=INTRADAY_JOB, tags={TRIGGER_TAG: name},
-            run_config={"ops": {"intraday_consolidated": {"config": {"date": plan.day.isoformat()}}}},
-        )
-        return SensorResult(run_requests=[request], cursor=plan.cursor.to_json())
+        # today, and the day of every running session (a simulation replays a past day)
+        days = sorted({new_york_day(now), *(_session_day(record) for record in running)})
+        cursors = _day_cursors(context.cursor)
+        root = load_settings().data_root
+        requests, reasons, kept = [], [], {}
+        for day in days:
+            files = sum(landed_sources(root, day).values()) if cal.is_trading_day(day) else 0
+            plan = plan_intraday(now, day, files, cursors.get(day.isoformat(), IntradayCursor()), interval)
+            kept[day.isoformat()] = plan.cursor
+            reasons.append(plan.reason)
+            if plan.day is not None and plan.run_key is not None:
+                requests.append(RunRequest(
+                    run_key=plan.run_key, job_name=INTRADAY_JOB, tags={TRIGGER_TAG: name},
+                    run_config={"ops": {"intraday_consolidated": {"config": {"date": plan.day.isoformat()}}}},
+                ))
+        context.log.info("; ".join(reasons))
+        cursor = json.dumps({day: json.loads(c.to_json()) for day, c in kept.items()})
+        if not requests:
+            return SensorResult(skip_reason="; ".join(reasons), cursor=cursor)
+        return SensorResult(run_requests=requests, cursor=cursor)
 
     return _intraday
 

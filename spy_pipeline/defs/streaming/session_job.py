@@ -2,23 +2,23 @@
 
 Run by the market-open sensor (one per trading day), from the UI's launchpad, or by `spy-pipeline
 simulate`. Terminating the run from the UI stops the session cleanly (the buffer lands, no partial file);
-the compaction then does not run (the day was not streamed to its close).
+the compaction then does not run (the day was not streamed to its close). A live day is compacted after its
+after-hours session by stream_compaction_schedule (compaction.py).
 """
 
 
 import datetime as dt
-import time
 from typing import Any
 
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, in_process_executor, job, op
 from pydantic import Field
 
 from spy_pipeline import trading_calendar as cal
-from spy_pipeline.defs.metadata import markdown_table, timing
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.defs.streaming.compaction import compact_and_report, rest_day_complete
 from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
 from spy_pipeline.streaming.endpoint import open_stream_endpoint
-from spy_pipeline.streaming.intraday import compact_session_day, session_contracts
+from spy_pipeline.streaming.intraday import session_contracts
 from spy_pipeline.streaming.planning import DEFAULT_LEAD
 from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_stream_session_in_thread
 
@@ -59,6 +59,8 @@ def stream_market_session(
     context: OpExecutionContext, config: StreamSessionConfig, polygon: PolygonResource, store: ParquetStoreResource
 ) -> dict[str, Any]:
     day = config.day()
+    # a run launched from the UI counts for the market-open sensor like one it started itself
+    context.instance.add_run_tags(context.run_id, {STREAM_DAY_TAG: day.isoformat()})
     root = store.data_root
     settings = settings_with_logging()
     contracts = session_contracts(polygon.client, root, day, SelectionConfig(max_contracts=config.max_contracts))
@@ -84,7 +86,8 @@ def stream_market_session(
         "files": stats.files,
         "duplicates": stats.duplicates,
         "invalid": stats.invalid,
-        "gaps_filled_from_rest": len(result.gaps),
+        "gaps_filled_from_rest": sum(gap.filled for gap in result.gaps),
+        "gaps_unfilled": sum(bool(gap.failed) for gap in result.gaps),
         "rest_rows": result.rest_rows,
         "news_articles": result.news_articles,
         "heartbeat": MetadataValue.path(root.uri(result.heartbeat_path)),
@@ -93,32 +96,24 @@ def stream_market_session(
     return {"day": day.isoformat(), "reason": result.reason, "contracts": list(tickers)}
 
 
-@op(ins={"session": In(dict)}, description="After the close: one file per source, reconciled with REST.")
+@op(ins={"session": In(dict)}, description="A replayed past day: compaction reconciled with REST at once.")
 def compact_stream_day(
     context: OpExecutionContext, session: dict[str, Any], polygon: PolygonResource, store: ParquetStoreResource
 ) -> None:
-    if session["reason"] != "session_close":
-        context.log.info(f"{session['day']}: the session ended before the close ({session['reason']}): no compaction")
-        return
-    started = time.monotonic()
     day = dt.date.fromisoformat(session["day"])
-    compacted = compact_session_day(store.data_root, polygon.client, day, tuple(session["contracts"]))
-    rows = [[c.source, store.relative(c.path), c.rows, c.landed, c.missing, c.mismatched, c.extra]
-            for c in compacted]
-    context.add_output_metadata({
-        "reconciliation": markdown_table(
-            ["source", "file", "rows (= REST)", "landed by the session", "not landed", "revised by REST", "extra"], rows
-        ),
-        "streamed_share": round(sum(c.landed for c in compacted) / max(1, sum(c.rows for c in compacted)), 4),
-        **timing(started, sum(c.rows for c in compacted)),
-    })
+    if session["reason"] != "session_close":
+        context.log.info(f"{day}: the session ended before the close ({session['reason']}): no compaction")
+    elif not rest_day_complete(day):
+        context.log.info(f"{day}: compaction after the after-hours session, by stream_compaction_schedule (20:15 ET)")
+    else:
+        compact_and_report(context, polygon.client, store, day)
 
 
 @job(
     name=STREAM_JOB,
     executor_def=in_process_executor,  # one process: a terminated run interrupts the session's own thread
     description=f"A trading day's streaming session (started by market_open_sensor {DEFAULT_LEAD.seconds // 60} min "
-    "before the open), then the after-close compaction reconciled with REST.",
+    "before the open); a replayed past day is then compacted at once (live days: stream_compaction_schedule).",
     tags={"spy_pipeline/kind": "streaming"},
 )
 def stream_session_job() -> None:
