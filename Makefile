@@ -44,27 +44,26 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # The tests start a real PostgreSQL server from Debian's binaries (spy_pipeline_tests/test_postgres_instance.py).
 PG_INITDB_FOUND := ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1
 
-postgres-binaries:
-	@if ! { $(PG_INITDB_FOUND); }; then \
+# $(call debian_package,COMMAND THAT SUCCEEDS WHEN INSTALLED,PACKAGE,WHY): install a Debian package for the tests
+# as root, or say which test fails without it.
+define debian_package
+	@if ! { $(1); }; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Debian's postgresql package: the tests start a real PostgreSQL server."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	    echo "Installing Debian's $(2) package: $(3)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "PostgreSQL's server binaries (initdb, pg_ctl) are missing, so test_postgres_instance.py will fail: run 'sudo apt-get install postgresql' first."; \
+	    echo "Debian's $(2) package is missing, so $(3) will fail: run 'sudo apt-get install $(2)' first."; \
 	  fi; \
 	fi
+endef
+
+postgres-binaries:
+	$(call debian_package,$(PG_INITDB_FOUND),postgresql,test_postgres_instance.py (a real PostgreSQL server))
 
 # The UI test drives Debian's Chromium with Playwright's Python driver (spy_pipeline_tests/test_ui_browser.py); no
 # browser download.
 browser-binaries:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Debian's chromium package: the UI test drives a real headless browser."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "Chromium (/usr/bin/chromium) is missing, so test_ui_browser.py will fail: run 'sudo apt-get install chromium' first."; \
-	  fi; \
-	fi
+	$(call debian_package,[ -x /usr/bin/chromium ],chromium,test_ui_browser.py (a real headless browser))
 
 test: $(STAMP) postgres-binaries browser-binaries
 	$(PY) -m pytest

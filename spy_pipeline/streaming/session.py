@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -454,32 +455,26 @@ def run_stream_session(
     )
 
 
-def run_stream_session_in_thread(
-    config: StreamConfig,
-    data_root: DataRoot,
-    clock: Clock | None = None,
-    rest: PolygonClient | None = None,
-    stop_event: threading.Event | None = None,
-) -> StreamResult:
-    """`run_stream_session` on a worker thread, so that an interrupt of the calling thread (a Dagster run
-    terminated from the UI raises in the run's main thread) stops the session cleanly: the stop event is
-    set, the buffer lands, and the interrupt is raised again once the session has ended."""
-    stop = stop_event or threading.Event()
+def run_interruptibly[T](target: Callable[[threading.Event], T]) -> T:
+    """`target(stop_event)` on a worker thread, so that an interrupt of the calling thread (a Dagster run
+    terminated from the UI raises in the run's main thread) stops it cleanly: the stop event is set, the
+    session lands its buffer, and the interrupt is raised again once it has ended (or STOP_TIMEOUT_SECONDS)."""
+    stop = threading.Event()
     outcome: dict[str, Any] = {}
 
-    def target() -> None:
+    def work() -> None:
         try:
-            outcome["result"] = run_stream_session(config, data_root, clock, rest, stop)
+            outcome["result"] = target(stop)
         except BaseException as exc:  # handed to the calling thread
             outcome["error"] = exc
 
-    worker = threading.Thread(target=target, name=f"stream-session-{config.day}", daemon=True)
+    worker = threading.Thread(target=work, name="stream-session", daemon=True)
     worker.start()
     try:
         while worker.is_alive():
             worker.join(0.2)
     except BaseException:
-        log.warning("stream_session_interrupted", day=config.day.isoformat())
+        log.warning("stream_session_interrupted")
         stop.set()
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         while worker.is_alive() and time.monotonic() < deadline:

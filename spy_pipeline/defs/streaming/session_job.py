@@ -20,7 +20,7 @@ from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfi
 from spy_pipeline.streaming.endpoint import open_stream_endpoint
 from spy_pipeline.streaming.intraday import session_contracts
 from spy_pipeline.streaming.planning import DEFAULT_LEAD
-from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_stream_session_in_thread
+from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_interruptibly, run_stream_session
 
 STREAM_JOB = "stream_session"
 STREAM_DAY_TAG = "spy_pipeline/stream_day"
@@ -75,7 +75,9 @@ def stream_market_session(
             # whatever the start time, the day's bars from the pre-market open on come first from REST
             fill_from=cal.session_bounds(day).pre_market_open,
         )
-        result = run_stream_session_in_thread(stream_config, root, endpoint.clock, polygon.client)
+        result = run_interruptibly(
+            lambda stop: run_stream_session(stream_config, root, endpoint.clock, polygon.client, stop)
+        )
     stats = result.stats
     context.add_output_metadata({
         "day": day.isoformat(),
