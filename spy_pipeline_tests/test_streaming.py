@@ -325,3 +325,36 @@ def test_a_failed_fill_is_logged_kept_and_tried_again(root: DataRoot) -> None:
     session._retry_failed_fills()
     retry = session.gaps[-1]
     assert retry is not gap and (retry.from_ms, retry.to_ms) == (gap.from_ms, gap.to_ms) and gap.failed == []
+
+
+@pytest.mark.integration
+def test_a_restarted_session_resumes_where_the_stopped_one_ended(root: DataRoot, rest: PolygonClient) -> None:
+    """Session 1 fills the day from 15:00 over REST, streams and is stopped ~12 market minutes in; session 2
+    (a restart, the replay starting at 15:30 again) resumes from session 1's last bar instead of refilling
+    from 15:00, lands none of session 1's rows again, and the two together equal the REST day."""
+    fill_from = START - dt.timedelta(minutes=30)
+
+    def session(stop: threading.Event | None) -> Any:
+        with SandboxStream(SANDBOX_KEY, DAY, speed=600, start_at="15:30") as stream:
+            config = StreamConfig(day=DAY, api_key=SANDBOX_KEY, feed=stream.feed, secure=False, options=CONTRACTS,
+                                  flush_seconds=0.2, heartbeat_seconds=0.2, backoff_seconds=(0.05, 0.5),
+                                  fill_from=fill_from)
+            return run_stream_session(config, root, clock=stream.clock, rest=rest, stop_event=stop)
+
+    stop = threading.Event()
+    timer = threading.Timer(1.2, stop.set)
+    timer.start()
+    try:
+        first = session(stop)
+    finally:
+        timer.cancel()
+    assert first.reason == "stopped" and first.rest_rows > 0
+    second = session(None)
+    assert second.reason == "session_close"
+    assert second.rest_rows < first.rest_rows / 2  # not the 30 minutes before 15:30 again
+    assert second.stats.duplicates > 0  # the replay's first minutes were session 1's
+    for source, tickers in SOURCES.items():
+        landed = _landed(root, source)
+        assert landed.select("ticker", "timestamp").is_duplicated().sum() == 0, source
+        diff = reconcile_day(root, rest, source, DAY, tickers, start=fill_from, end=CLOSE)
+        assert diff.equal, (source, diff.summary())

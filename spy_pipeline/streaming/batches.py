@@ -313,6 +313,19 @@ class MicroBatcher:
         self.landed_files.append(path)
         return path
 
+    def remember(self, landed: pl.DataFrame) -> None:
+        """Treat the MINUTE_BARS rows of `landed` (an earlier session's batches of the day) as landed by this
+        batcher, so that their repeats are duplicates (within the de-duplication window)."""
+        if landed.height == 0:
+            return
+        rows = landed.select(
+            "ticker", pl.col("timestamp").dt.epoch("ms").alias("s"), "open", "high", "low", "close", "volume", "vwap"
+        )
+        with self._lock:
+            for sym, s, *values in rows.iter_rows():
+                self._landed.setdefault(sym, {})[s] = tuple(values)
+            self._forget_old_keys(set(rows["ticker"].unique().to_list()))
+
     def _sample_latency(self, index: int, wall_s: float, market_ms: int) -> None:
         """Reservoir sampling: the kept latencies are a uniform sample of every landed row so far."""
         stats = self.stats

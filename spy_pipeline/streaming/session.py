@@ -19,6 +19,10 @@ the watermark's own minute is fetched again; a late bar in the frame does not sh
 still down at the close is filled up to the close. A symbol whose fill fails is logged and tried once more
 at the close; `Gap.failed` lists what stayed unfilled.
 
+Restarts. A session started on a day that already had one resumes from the previous session's connections as
+its heartbeat recorded them (last bar end one minute back, or its earliest unfilled gap) and treats the
+day's landed batches as landed, so nothing is fetched or landed twice.
+
 News. With `news_tickers` the session polls REST news every `news_poll_seconds` of market time (there is
 no news stream; see news_poll.py) and once more at the close.
 
@@ -49,7 +53,8 @@ from spy_pipeline import trading_calendar as cal
 from spy_pipeline.logs import get_logger
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.storage import DataRoot
-from spy_pipeline.streaming.batches import MINUTE_MS, STREAM_DATASET, BatcherStats, MicroBatcher
+from spy_pipeline.streaming.batches import MINUTE_MS, SOURCES, STREAM_DATASET, BatcherStats, MicroBatcher
+from spy_pipeline.streaming.compact import compact_day
 from spy_pipeline.streaming.news_poll import NewsPoller
 
 log = get_logger(__name__)
@@ -146,9 +151,10 @@ class _Connection:
             return "connecting"
         return "connected" if getattr(ws, "state", None) is State.OPEN else "reconnecting"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, unfilled_from_ms: int | None = None) -> dict[str, Any]:
         return {"market": self.market, "symbols": len(self.symbols), "state": self.state,
-                "connects": self.connects, "messages": self.messages, "last_event": _iso(self.last_event_ms)}
+                "connects": self.connects, "messages": self.messages, "last_event": _iso(self.last_event_ms),
+                "unfilled_from": _iso(unfilled_from_ms)}
 
 
 @dataclass
@@ -191,6 +197,7 @@ class _Session:
         start = config.fill_from or clock.now()
         start_ms = max(_ms(start) // MINUTE_MS * MINUTE_MS, _ms(bounds.pre_market_open))
         self.conns = [_Connection(i, m, s, start_ms) for i, (m, s) in enumerate(config.connections())]
+        self._resume(read_heartbeat(root, self.day))
         self.gaps: list[Gap] = []
         self.rest_rows = 0
         self.heartbeats = 0
@@ -201,6 +208,25 @@ class _Session:
         self.news = NewsPoller(rest, root, self.day, config.news_tickers) if rest and config.news_tickers else None
         self._news_task: asyncio.Task[None] | None = None
         self._next_news_ms = 0
+
+    def _resume(self, beat: dict[str, Any] | None) -> None:
+        """A session restarted on the same day continues where the previous one's connections stopped (their
+        last bar end, one minute back, or its earliest gap left unfilled), not from `fill_from`; the batcher
+        learns what already landed so the overlap is not landed twice."""
+        previous = (beat or {}).get("connections") or []
+        if len(previous) != len(self.conns):
+            return  # another connection plan: start from fill_from
+        for conn, before in zip(self.conns, previous, strict=True):
+            if before.get("market") != conn.market or before.get("symbols") != len(conn.symbols):
+                continue
+            if not before.get("last_event"):
+                continue
+            resumed = _ms(dt.datetime.fromisoformat(before["last_event"])) - MINUTE_MS
+            if (unfilled := before.get("unfilled_from")) is not None:
+                resumed = min(resumed, _ms(dt.datetime.fromisoformat(unfilled)))
+            conn.watermark_ms = max(conn.watermark_ms, resumed)
+        for source in SOURCES:
+            self.batcher.remember(compact_day(self.root, source, self.day))
 
     def now_ms(self) -> int:
         return _ms(self.clock.now())
@@ -362,7 +388,8 @@ class _Session:
         assert self.rest is not None
         rows = 0
         for symbol in symbols:
-            if self.stop_event.is_set():  # stopping: the rest of the gap stays unfilled (gap.filled False)
+            if self.stop_event.is_set():  # stopping: the rest stays unfilled, for a restarted session to fetch
+                gap.failed.extend(symbols[symbols.index(symbol):])
                 log.warning("stream_gap_fill_abandoned", market=gap.market, start=_iso(gap.from_ms), rows=rows)
                 return
             try:
@@ -407,6 +434,11 @@ class _Session:
         if self.news is not None and reason == "session_close":
             await asyncio.to_thread(self._poll_news)
 
+    def _unfilled_from(self, conn: _Connection) -> int | None:
+        """The start of the connection's earliest gap not (yet) filled: where a restarted session must resume."""
+        starts = [g.from_ms for g in self.gaps if g.connection == conn.index and not g.filled]
+        return min(starts, default=None)
+
     # heartbeat ------------------------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
@@ -427,7 +459,7 @@ class _Session:
             "rest_rows": self.rest_rows,
             "gaps": len(self.gaps),
             "news_articles": self.news.landed if self.news else 0,
-            "connections": [c.describe() for c in self.conns],
+            "connections": [c.describe(self._unfilled_from(c)) for c in self.conns],
         }
         try:
             self.root.write_bytes(json.dumps(beat, indent=1).encode(), self.heartbeat_path)
