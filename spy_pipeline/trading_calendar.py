@@ -54,6 +54,11 @@ def last_known_day() -> dt.date:
     return _xnys().last_session.date()
 
 
+def new_york_date(moment: dt.datetime | None = None) -> dt.date:
+    """The calendar day in New York at `moment` (an aware datetime; default: now)."""
+    return (moment or dt.datetime.now(dt.UTC)).astimezone(NEW_YORK).date()
+
+
 def parse_date(text: str | dt.date) -> dt.date:
     """Parse YYYY-MM-DD strictly, with a one-line error naming the bad value."""
     if isinstance(text, dt.datetime):

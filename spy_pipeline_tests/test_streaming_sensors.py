@@ -20,7 +20,14 @@ from spy_pipeline.defs.streaming.sensors import (
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, stream_session_job
 from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import MicroBatcher
-from spy_pipeline.streaming.planning import IntradayCursor, plan_intraday, plan_session_start, stall_reason
+from spy_pipeline.streaming.planning import (
+    IntradayCursor,
+    dump_day_cursors,
+    load_day_cursors,
+    plan_intraday,
+    plan_session_start,
+    stall_reason,
+)
 from spy_pipeline.streaming.session import heartbeat_path
 
 TRADING_DAY = dt.date(2025, 1, 8)
@@ -196,8 +203,12 @@ def test_intraday_sensor_requests_on_new_batches_at_most_once_per_interval(
 
 
 def test_intraday_plan_starts_over_each_day() -> None:
-    cursor = IntradayCursor(str(TRADING_DAY), files=9, requested_at=et(TRADING_DAY, "15:59").isoformat())
+    cursors = load_day_cursors(dump_day_cursors(
+        {str(TRADING_DAY): IntradayCursor(files=9, requested_at=et(TRADING_DAY, "15:59").isoformat())}
+    ))
+    assert cursors[str(TRADING_DAY)].files == 9  # the cursor round-trips
     next_day = dt.date(2025, 1, 10)
+    cursor = cursors.get(str(next_day), IntradayCursor())  # a day the sensor has not seen starts from nothing
     plan = plan_intraday(et(next_day, "09:31"), next_day, 2, cursor)
     assert plan.run_key == f"intraday-{next_day}-2" and plan.cursor.files == 2
     assert plan_intraday(et(next_day, "09:31"), dt.date(2025, 1, 9), 2, cursor).day is None  # closed day

@@ -96,3 +96,9 @@ def test_closed_weekdays_are_the_holidays() -> None:
     assert dt.date(2025, 1, 1) in closed and dt.date(2025, 1, 9) in closed and dt.date(2025, 12, 25) in closed
     assert all(day.weekday() < 5 for day in closed)
     assert len(closed) == 261 - len(_xnys_days("2025-01-01", "2025-12-31"))
+
+
+def test_new_york_date_is_the_day_in_new_york_not_in_utc() -> None:
+    late_evening = dt.datetime(2025, 1, 9, 3, 30, tzinfo=dt.UTC)  # 22:30 ET on the 8th
+    assert cal.new_york_date(late_evening) == dt.date(2025, 1, 8)
+    assert cal.new_york_date(dt.datetime(2025, 7, 4, 4, 0, tzinfo=dt.UTC)) == dt.date(2025, 7, 4)  # 00:00 EDT

@@ -37,7 +37,7 @@ def plan_session_start(
     """One session per trading day, requested from `lead` before the open until the close, and requested
     again after a failed one (a crash, a stall) up to `max_attempts`. `runs` are the states of the runs
     tagged with today's session (run tags survive a daemon restart and a lost cursor)."""
-    day = now.astimezone(cal.NEW_YORK).date()
+    day = cal.new_york_date(now)
     if not cal.is_trading_day(day):
         return SessionStart(None, f"{day} is not a trading day")
     bounds = cal.session_bounds(day)
@@ -82,19 +82,29 @@ def stall_reason(
 
 @dataclass(frozen=True)
 class IntradayCursor:
-    day: str | None = None
+    """What the intraday sensor knows of one day."""
+
     files: int = 0  # micro-batch files seen at the last request
     requested_at: str | None = None
 
-    @classmethod
-    def from_json(cls, text: str | None) -> IntradayCursor:
-        try:
-            return cls(**json.loads(text)) if text else cls()
-        except (TypeError, ValueError):
-            return cls()
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+def load_day_cursors(text: str | None) -> dict[str, IntradayCursor]:
+    """The intraday sensor's cursor, an IntradayCursor per day (ISO date); an unreadable one starts over."""
+    try:
+        stored = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    cursors = {}
+    for day, value in stored.items() if isinstance(stored, dict) else ():
+        try:
+            cursors[day] = IntradayCursor(**value)
+        except TypeError:
+            continue
+    return cursors
+
+
+def dump_day_cursors(cursors: dict[str, IntradayCursor]) -> str:
+    return json.dumps({day: asdict(cursor) for day, cursor in cursors.items()})
 
 
 @dataclass(frozen=True)
@@ -110,11 +120,9 @@ def plan_intraday(
     interval: dt.timedelta = DEFAULT_INTRADAY_INTERVAL,
 ) -> IntradayPlan:
     """A refresh of `day`'s intraday consolidated data (today, or the day a simulation replays) when new
-    micro-batches landed since the last request, at most once per `interval` (wall time)."""
+    micro-batches landed since the last request (`cursor`: this day's), at most once per `interval`."""
     if not cal.is_trading_day(day):
         return IntradayPlan(None, None, cursor, f"{day} is not a trading day")
-    if cursor.day != day.isoformat():
-        cursor = IntradayCursor(day.isoformat())
     if files <= cursor.files:
         return IntradayPlan(None, None, cursor, f"{day}: no new micro-batch ({files} files)")
     if cursor.requested_at is not None:
@@ -122,6 +130,6 @@ def plan_intraday(
         if wait > dt.timedelta(0):
             return IntradayPlan(None, None, cursor, f"{day}: next refresh in {wait.total_seconds():.0f} s")
     return IntradayPlan(
-        day, f"intraday-{day.isoformat()}-{files}", IntradayCursor(day.isoformat(), files, now.isoformat()),
+        day, f"intraday-{day.isoformat()}-{files}", IntradayCursor(files, now.isoformat()),
         f"{day}: {files - cursor.files} new micro-batch files",
     )

@@ -90,7 +90,7 @@ def stream_compaction_job() -> None:
 )
 def stream_compaction_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-    day = tick.astimezone(cal.NEW_YORK).date()
+    day = cal.new_york_date(tick)
     if not cal.is_trading_day(day):
         return SkipReason(f"{day} is not a trading day")
     root = load_settings().data_root

@@ -14,7 +14,6 @@ from spy_pipeline import trading_calendar as cal
 from spy_pipeline.consolidate import consolidate_day
 from spy_pipeline.defs.metadata import table_schema, timing
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.defs.streaming.session_job import today_in_new_york
 from spy_pipeline.schemas import CONSOLIDATED
 from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
@@ -37,7 +36,7 @@ def intraday_consolidated(
     """Option minute bars of today's streaming session joined to SPY's minutes, with indicators, VIX, news,
     IV and greeks: the daily consolidation on the data landed so far (replaced at every refresh)."""
     started = time.monotonic()
-    day = cal.require_trading_day(cal.parse_date(config.date) if config.date else today_in_new_york())
+    day = cal.require_trading_day(cal.parse_date(config.date) if config.date else cal.new_york_date())
     root = store.data_root
     inputs = intraday_inputs(root, day, config.risk_free_rate)
     frame = consolidate_day(inputs)

@@ -6,7 +6,6 @@ Thin shells over spy_pipeline.streaming.planning; each takes a `clock` so tests 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 
 from dagster import (
@@ -37,6 +36,8 @@ from spy_pipeline.streaming.planning import (
     DEFAULT_STALL,
     IntradayCursor,
     RunState,
+    dump_day_cursors,
+    load_day_cursors,
     plan_intraday,
     plan_session_start,
     stall_reason,
@@ -48,10 +49,6 @@ TRIGGER_TAG = "spy_pipeline/trigger"
 STALLED_TAG = "spy_pipeline/stalled"
 ACTIVE_STATUSES = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                    DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
-
-
-def new_york_day(now: dt.datetime) -> dt.date:
-    return now.astimezone(cal.NEW_YORK).date()
 
 
 def session_request(day: dt.date, run_key: str, trigger: str) -> RunRequest:
@@ -88,7 +85,7 @@ def build_market_open_sensor(
     )
     def _market_open(context: SensorEvaluationContext) -> SensorResult:
         now = clock()
-        day = new_york_day(now).isoformat()
+        day = cal.new_york_date(now).isoformat()
         runs = context.instance.get_runs(RunsFilter(job_name=STREAM_JOB, tags={STREAM_DAY_TAG: day}))
         plan = plan_session_start(now, [run_state(run) for run in runs], lead, max_attempts)
         context.log.info(plan.reason)
@@ -99,13 +96,18 @@ def build_market_open_sensor(
     return _market_open
 
 
+def running_sessions(instance: DagsterInstance) -> list[RunRecord]:
+    return list(instance.get_run_records(RunsFilter(job_name=STREAM_JOB, statuses=[DagsterRunStatus.STARTED]),
+                                         limit=50))
+
+
 def _session_day(record: RunRecord) -> dt.date:
     run = record.dagster_run
     tagged = run.tags.get(STREAM_DAY_TAG)
     configured = (run.run_config or {}).get("ops", {}).get("stream_market_session", {}).get("config", {}).get("date")
     if tagged or configured:
         return dt.date.fromisoformat(tagged or configured)
-    return new_york_day(dt.datetime.fromtimestamp(record.start_time or record.create_timestamp.timestamp(), dt.UTC))
+    return cal.new_york_date(_run_started(record))
 
 
 def build_stream_health_sensor(
@@ -126,7 +128,7 @@ def build_stream_health_sensor(
         now = clock()
         instance = context.instance
         root = load_settings().data_root
-        running = instance.get_run_records(RunsFilter(job_name=STREAM_JOB, statuses=[DagsterRunStatus.STARTED]))
+        running = running_sessions(instance)
         stalled = 0
         for record in running:
             day = _session_day(record)
@@ -163,17 +165,6 @@ def _terminate(instance: DagsterInstance, run_id: str) -> bool:
         return False
 
 
-def _day_cursors(text: str | None) -> dict[str, IntradayCursor]:
-    """The intraday sensor's cursor: an IntradayCursor per day it follows."""
-    try:
-        stored = json.loads(text) if text else {}
-    except ValueError:
-        stored = {}
-    if not isinstance(stored, dict):
-        return {}
-    return {day: IntradayCursor.from_json(json.dumps(value)) for day, value in stored.items()}
-
-
 def build_intraday_sensor(
     *,
     name: str = "intraday_sensor",
@@ -191,12 +182,10 @@ def build_intraday_sensor(
     )
     def _intraday(context: SensorEvaluationContext) -> SensorResult:
         now = clock()
-        running = context.instance.get_run_records(
-            RunsFilter(job_name=STREAM_JOB, statuses=[DagsterRunStatus.STARTED]), limit=20
-        )
+        running = running_sessions(context.instance)
         # today, and the day of every running session (a simulation replays a past day)
-        days = sorted({new_york_day(now), *(_session_day(record) for record in running)})
-        cursors = _day_cursors(context.cursor)
+        days = sorted({cal.new_york_date(now), *(_session_day(record) for record in running)})
+        cursors = load_day_cursors(context.cursor)
         root = load_settings().data_root
         requests, reasons, kept = [], [], {}
         for day in days:
@@ -210,7 +199,7 @@ def build_intraday_sensor(
                     run_config={"ops": {"intraday_consolidated": {"config": {"date": plan.day.isoformat()}}}},
                 ))
         context.log.info("; ".join(reasons))
-        cursor = json.dumps({day: json.loads(c.to_json()) for day, c in kept.items()})
+        cursor = dump_day_cursors(kept)
         if not requests:
             return SensorResult(skip_reason="; ".join(reasons), cursor=cursor)
         return SensorResult(run_requests=requests, cursor=cursor)

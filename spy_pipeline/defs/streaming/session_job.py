@@ -26,10 +26,6 @@ STREAM_JOB = "stream_session"
 STREAM_DAY_TAG = "spy_pipeline/stream_day"
 
 
-def today_in_new_york() -> dt.date:
-    return dt.datetime.now(cal.NEW_YORK).date()
-
-
 class StreamSessionConfig(Config):
     """One session. The sandbox-only fields replay a past day (simulation); with a key they must stay unset."""
 
@@ -51,7 +47,7 @@ class StreamSessionConfig(Config):
     )
 
     def day(self) -> dt.date:
-        return cal.require_trading_day(cal.parse_date(self.date) if self.date else today_in_new_york())
+        return cal.require_trading_day(cal.parse_date(self.date) if self.date else cal.new_york_date())
 
 
 @op(out=Out(dict), description="Stream SPY, I:VIX and the day's option contracts until the close; poll news.")
