@@ -20,7 +20,7 @@ help:
 	@echo "make test   run the test suite"
 	@echo "make dev    open the Dagster UI (and daemon) on http://127.0.0.1:3000"
 	@echo "make dev-postgres   the same on the production instance profile (PostgreSQL; DAGSTER_PG_* variables)"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff and the import contracts (lint-imports)"
 	@echo "make bench  benchmarks, printing figures and ratios"
 	@echo "make soak   fault-injection soak and SIGKILL crash checks, printing a Markdown table"
 
@@ -89,6 +89,7 @@ dev-postgres: $(STAMP) $(PG_DAGSTER_HOME)/dagster.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

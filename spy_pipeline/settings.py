@@ -9,14 +9,11 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from spy_pipeline.storage import DataRoot
 
 POLYGON_URL = "https://api.polygon.io"
 FREE_TIER_REQUESTS_PER_MINUTE = 5
@@ -169,13 +166,6 @@ class Settings(BaseSettings):
     @property
     def data_dir_is_local(self) -> bool:
         return isinstance(self.data_dir, Path)
-
-    @property
-    def data_root(self) -> DataRoot:
-        """The data dir, local or in an object store: what every asset reads and writes through."""
-        from spy_pipeline.storage import as_data_root  # pyarrow and polars: only where data is touched
-
-        return as_data_root(self.data_dir)
 
     @property
     def resolved_data_dir(self) -> Path:

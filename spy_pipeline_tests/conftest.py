@@ -75,10 +75,10 @@ def fixture_json(name: str) -> Any:
 def sandbox_lake(tmp_path_factory: pytest.TempPathFactory, day: str) -> Iterator[tuple[Path, DagsterInstance]]:
     """A data dir and an instance ready for `day`: corporate actions and the previous trading day's SPY bars
     (indicator warm-up) materialized from the embedded sandbox. For module-scoped fixtures."""
-    from spy_pipeline import trading_calendar as cal
     from spy_pipeline.definitions import defs
     from spy_pipeline.defs.raw.assets import raw_spy_bars
     from spy_pipeline.defs.raw.reference_assets import corporate_actions
+    from spy_pipeline.domain import trading_calendar as cal
 
     data_dir = tmp_path_factory.mktemp("lake") / "data"
     with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:

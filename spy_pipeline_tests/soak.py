@@ -231,7 +231,7 @@ sys.exit(0 if outcome.success else 1)
 
 def parquet_problems(data_dir: Path) -> list[str]:
     """Visible *.parquet files that do not read with their schema (temp files are hidden dot-files)."""
-    from spy_pipeline.schemas import MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
+    from spy_pipeline.domain.schemas import MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
 
     problems = []
     for path in sorted(data_dir.rglob("*.parquet")):

@@ -35,7 +35,6 @@ from dagster._core.storage import tags as dagster_tags
 from dagster._core.test_utils import freeze_time
 from structlog.testing import capture_logs
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.automation import (
     POLYGON_RETRY_POLICY,
     SCHEDULES,
@@ -46,7 +45,8 @@ from spy_pipeline.defs.automation import (
     catch_up_sensor,
     run_failure_logger,
 )
-from spy_pipeline.operations import backfill_planning as bp
+from spy_pipeline.domain import backfill_planning as bp
+from spy_pipeline.domain import trading_calendar as cal
 
 NY = cal.NEW_YORK
 START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"

@@ -17,8 +17,6 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
-from spy_pipeline import charts, range_charts
-from spy_pipeline.consolidate import consolidate_day
 from spy_pipeline.definitions import defs
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
@@ -28,7 +26,9 @@ from spy_pipeline.defs.raw.reference_assets import raw_news
 from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, daily_charts
 from spy_pipeline.defs.reports import range_charts as range_charts_asset
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.scanner import movement_events
+from spy_pipeline.domain import charts, range_charts
+from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.scanner import movement_events
 from spy_pipeline_tests.conftest import sandbox_lake
 from spy_pipeline_tests.test_consolidate import _inputs
 

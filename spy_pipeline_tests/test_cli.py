@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 from polygon import RESTClient
 
-from spy_pipeline.runner import RunSummary, closing_lines
+from spy_pipeline.app.runner import RunSummary, closing_lines
 from spy_pipeline_tests.conftest import REPO_ROOT
 
 BIN = Path(sys.executable).parent

@@ -9,13 +9,13 @@ import pytest
 from py_vollib.black_scholes_merton.greeks.analytical import delta as vollib_delta
 from py_vollib.black_scholes_merton.implied_volatility import implied_volatility
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.bars import minute_bars_by_day
-from spy_pipeline.consolidate import DayInputs, consolidate_day, expiry_close, time_to_expiry_years
-from spy_pipeline.ingest import contracts_dataset
-from spy_pipeline.news import news_frame
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.consolidate import DayInputs, consolidate_day, expiry_close, time_to_expiry_years
+from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.io.bars import minute_bars_by_day
+from spy_pipeline.io.ingest import contracts_dataset
+from spy_pipeline.io.news import news_frame
 from spy_pipeline.sandbox import catalog, market, options, reference
-from spy_pipeline.schemas import CONSOLIDATED
 
 DAY = dt.date(2025, 1, 8)
 

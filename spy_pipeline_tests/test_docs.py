@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from spy_pipeline import cli, docs, schemas
+from spy_pipeline.app import cli, docs
 from spy_pipeline.definitions import defs
+from spy_pipeline.domain import schemas
 from spy_pipeline_tests.conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
@@ -18,7 +19,7 @@ README = REPO_ROOT / "README.md"
 
 @pytest.fixture(scope="module")
 def sections() -> dict[str, str]:
-    return docs.generated_sections()
+    return docs.generated_sections(cli.build_parser())
 
 
 def test_readme_generated_sections_match_the_code(sections) -> None:
@@ -67,7 +68,7 @@ def test_every_parquet_path_an_asset_declares_is_documented(sections) -> None:
             continue
         alternatives = re.fullmatch(r"(.*)\{(\w+(?:,\w+)+)\}\.parquet", path)  # raw/corporate_actions/{a,b}.parquet
         paths = {f"{alternatives[1]}{name}.parquet" for name in alternatives[2].split(",")} if alternatives else {path}
-        assert paths <= documented, f"{spec.key.to_user_string()} writes {path}: add it to spy_pipeline.docs.datasets()"
+        assert paths <= documented, f"{spec.key.to_user_string()} writes {path}: add it to app.docs.datasets()"
 
 
 def test_asset_graph_has_every_asset_in_its_group_and_every_dependency(sections) -> None:

@@ -6,7 +6,7 @@ import math
 import polars as pl
 import pytest
 
-from spy_pipeline.features import atm_iv, build_features, feature_columns
+from spy_pipeline.domain.features import atm_iv, build_features, feature_columns
 
 T0 = dt.datetime(2025, 1, 8, 14, 30, tzinfo=dt.UTC)
 

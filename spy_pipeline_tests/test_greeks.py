@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from spy_pipeline import black_scholes as bs
+from spy_pipeline.domain import black_scholes as bs
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # py_vollib asks to be imported as vollib

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 from pandas_ta.maps import Imports
 
-from spy_pipeline import indicators as ind
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import indicators as ind
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox.market import minute_bars
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -7,10 +7,10 @@ import json
 import polars as pl
 import pytest
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.corporate_actions import dividends_frame, splits_frame, trailing_dividend_yield
-from spy_pipeline.news import news_frame, news_window
-from spy_pipeline.schemas import DIVIDENDS, NEWS, SPLITS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import DIVIDENDS, NEWS, SPLITS
+from spy_pipeline.io.corporate_actions import dividends_frame, splits_frame, trailing_dividend_yield
+from spy_pipeline.io.news import news_frame, news_window
 from spy_pipeline_tests.conftest import FIXTURES_DIR
 
 

@@ -14,7 +14,6 @@ import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.definitions import DAILY_ASSETS, defs
 from spy_pipeline.defs.operations.storage_report import storage_report
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
@@ -22,9 +21,10 @@ from spy_pipeline.defs.processed.scanner_assets import options_movement_summary
 from spy_pipeline.defs.raw.assets import raw_spy_bars
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.raw.reference_assets import corporate_actions
-from spy_pipeline.schemas import CONSOLIDATED, DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import CONSOLIDATED, DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
+from spy_pipeline.io.storage import DataRoot, as_data_root
 from spy_pipeline.settings import load_settings
-from spy_pipeline.storage import DataRoot
 
 DAY = cal.parse_date("2025-01-08")
 RESOURCES = defs.resources
@@ -62,7 +62,7 @@ def test_a_sandbox_day_runs_end_to_end_on_an_object_store(lake_uri: str, tmp_pat
     }
 
     root = DataRoot.from_location(lake_uri)
-    assert not root.is_local and load_settings().data_root == root
+    assert not root.is_local and as_data_root(load_settings().data_dir) == root
     read = {
         ("raw", "spy"): MINUTE_BARS, ("raw", "vix"): MINUTE_BARS, ("raw", "options"): MINUTE_BARS,
         ("raw", "options", "contracts"): OPTIONS_CONTRACTS, ("raw", "news"): NEWS,

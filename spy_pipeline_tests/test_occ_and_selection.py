@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spy_pipeline.options.occ import OccTickerError, OptionContract, build_ticker, parse_ticker
-from spy_pipeline.options.selection import (
+from spy_pipeline.domain.occ import OccTickerError, OptionContract, build_ticker, parse_ticker
+from spy_pipeline.domain.selection import (
     CONTRACT_COLUMNS,
     DEFAULT_MAX_CONTRACTS,
     SelectionConfig,
@@ -24,7 +24,7 @@ from spy_pipeline.options.selection import (
     select_targeted,
     strike_ladder,
 )
-from spy_pipeline.trading_calendar import TradingCalendarError
+from spy_pipeline.domain.trading_calendar import TradingCalendarError
 
 D = Decimal
 MONDAY = dt.date(2025, 3, 3)  # a plain trading week: Mon 3 to Fri 7 March 2025

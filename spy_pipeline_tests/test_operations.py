@@ -20,19 +20,19 @@ from dagster import (
     materialize,
 )
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.app.status import collect_status, format_status
 from spy_pipeline.defs.operations import OPERATIONS_ASSETS, OPERATIONS_JOBS, OPERATIONS_SCHEDULES, storage_report
 from spy_pipeline.defs.operations.retention import RETENTION_OP, build_retention_schedule, retention_job
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.operations.retention import (
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.retention import (
     DEFAULT_RETENTION_DAYS,
     RetentionError,
     apply_retention,
     plan_retention,
     resolve_retention_days,
 )
-from spy_pipeline.operations.status import collect_status, format_status
-from spy_pipeline.operations.storage_report import build_storage_report
+from spy_pipeline.io.storage_report import build_storage_report
 
 BIN = Path(sys.executable).parent
 TODAY = dt.date(2025, 1, 15)  # a Wednesday

@@ -7,12 +7,12 @@ import pytest
 from dagster import AssetSelection, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.definitions import DAILY_ASSETS, defs
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
 from spy_pipeline.defs.processed.scanner_assets import options_movement_summary
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
-from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline_tests.conftest import sandbox_lake
 
 DAY = "2025-01-08"

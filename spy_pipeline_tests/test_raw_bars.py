@@ -9,12 +9,12 @@ import pytest
 from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.sandbox import market
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline.schemas import MINUTE_BARS
 
 RESOURCES = {"polygon": PolygonResource(), "store": ParquetStoreResource()}
 

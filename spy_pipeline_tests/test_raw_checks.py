@@ -100,7 +100,7 @@ def test_thin_coverage_fails_the_coverage_check(instance: DagsterInstance, data_
 
 
 def test_a_blocking_check_failure_fails_the_run(instance: DagsterInstance, data_dir: Path, monkeypatch) -> None:
-    from spy_pipeline import bars, ingest
+    from spy_pipeline.io import bars, ingest
 
     def corrupting(ticker, raw, days):  # a writer bug: one bar's high below its low
         result = bars.minute_bars_by_day(ticker, raw, days)

@@ -8,16 +8,16 @@ import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.definitions import DAILY_ASSETS, defs
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts
 from spy_pipeline.defs.raw.reference_assets import corporate_actions
-from spy_pipeline.news import news_window
-from spy_pipeline.options.occ import parse_ticker
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.occ import parse_ticker
+from spy_pipeline.domain.schemas import DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
+from spy_pipeline.io.news import news_window
 from spy_pipeline.sandbox import catalog, market
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline.schemas import DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
 
 DAILY = [*DAILY_ASSETS, *RAW_CHECKS]
 RESOURCES = defs.resources

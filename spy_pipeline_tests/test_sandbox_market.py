@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import market
 from spy_pipeline_tests.conftest import REPO_ROOT
 

@@ -23,8 +23,8 @@ import polars as pl
 import polygon
 import pytest
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.options import occ
+from spy_pipeline.domain import occ
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import catalog, market, options
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline_tests.conftest import REPO_ROOT

@@ -19,7 +19,7 @@ import urllib3
 from polygon.exceptions import BadResponse
 from polygon.rest.models import Insight, OptionsContract, Publisher, TickerNews
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import market, options, reference
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline_tests.conftest import SANDBOX_KEY, fixture_json

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, Inv
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import options
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline.sandbox.websocket import MAX_OPTION_CONTRACTS, SandboxStream, SimClock

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spy_pipeline.scanner import EVENT_COLUMNS, movement_events, movement_summary
-from spy_pipeline.trading_calendar import session_bounds
+from spy_pipeline.domain.scanner import EVENT_COLUMNS, movement_events, movement_summary
+from spy_pipeline.domain.trading_calendar import session_bounds
 
 DAY = dt.date(2025, 1, 15)  # EST: the open is 14:30 UTC
 

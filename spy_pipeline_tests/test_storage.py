@@ -12,8 +12,8 @@ import polars as pl
 import pyarrow.fs as pafs
 import pytest
 
-from spy_pipeline.schemas import MINUTE_BARS, UTC_TIMESTAMP
-from spy_pipeline.storage import (
+from spy_pipeline.domain.schemas import MINUTE_BARS, UTC_TIMESTAMP
+from spy_pipeline.io.storage import (
     DataRoot,
     StorageError,
     dataset_dir,

@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 from polygon.websocket.models import EquityAgg
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import MINUTE_BARS
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.sandbox import catalog, options
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline.sandbox.websocket import SandboxStream
-from spy_pipeline.schemas import MINUTE_BARS
-from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import MicroBatcher, batch_files, parse_batch_name
 from spy_pipeline.streaming.compact import compact_day, compare_with_rest, reconcile_day
 from spy_pipeline.streaming.session import Gap, StreamConfig, _Session, read_heartbeat, run_stream_session

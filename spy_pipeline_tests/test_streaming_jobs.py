@@ -17,9 +17,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, materialize
 from polars.testing import assert_frame_equal
 
-from spy_pipeline import lake
-from spy_pipeline.schemas import CONSOLIDATED, MINUTE_BARS
-from spy_pipeline.storage import DataRoot
+from spy_pipeline.domain.schemas import CONSOLIDATED, MINUTE_BARS
+from spy_pipeline.io import lake
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.streaming.batches import SOURCES, batch_files
 from spy_pipeline.streaming.intraday import compacted_path
 from spy_pipeline.streaming.news_poll import landed_news
@@ -163,7 +163,7 @@ def test_terminated_run_flushes_and_leaves_only_complete_files(tmp_path: Path, i
 
 def _cli(args: list[str], tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "SPY_PIPELINE_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "spy_pipeline.cli", *args], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "spy_pipeline.app.cli", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

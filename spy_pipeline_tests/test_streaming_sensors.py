@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SensorResult, build_sensor_context
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.streaming.sensors import (
     STALLED_TAG,
     build_intraday_sensor,
@@ -18,7 +17,8 @@ from spy_pipeline.defs.streaming.sensors import (
     build_stream_health_sensor,
 )
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, stream_session_job
-from spy_pipeline.storage import DataRoot
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.streaming.batches import MicroBatcher
 from spy_pipeline.streaming.planning import (
     IntradayCursor,

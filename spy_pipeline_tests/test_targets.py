@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spy_pipeline.targets import forward_targets, target_columns
-from spy_pipeline.trading_calendar import session_bounds
+from spy_pipeline.domain.targets import forward_targets, target_columns
+from spy_pipeline.domain.trading_calendar import session_bounds
 
 DAY = dt.date(2025, 1, 15)  # a full session: 14:30 to 21:00 UTC, 390 minutes
 OPEN = session_bounds(DAY).open

@@ -6,8 +6,8 @@ import exchange_calendars as xcals
 import pandas as pd
 import pytest
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.partitions import trading_day_partitions
+from spy_pipeline.domain import trading_calendar as cal
 
 XNYS = xcals.get_calendar("XNYS", start="2015-01-02")
 

@@ -15,12 +15,12 @@ from dagster import (
     asset_check,
 )
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.schemas import DatasetSchema
-from spy_pipeline.storage import StorageError
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import DatasetSchema
+from spy_pipeline.io.storage import StorageError
 
 Rules = Callable[[pl.DataFrame, dt.date], dict[str, int]]
 

@@ -6,10 +6,10 @@ from contextlib import contextmanager
 
 from dagster import Failure
 
+from spy_pipeline.domain.trading_calendar import TradingCalendarError
+from spy_pipeline.io.storage import StorageError
 from spy_pipeline.polygon.errors import EmptyDataError, PolygonAuthError, PolygonRequestError
 from spy_pipeline.settings import ConfigError
-from spy_pipeline.storage import StorageError
-from spy_pipeline.trading_calendar import TradingCalendarError
 
 # A wrong key, a bad request, an empty trading day, bad config or a bad file stay wrong on a retry;
 # an unavailable API (after the client's own retries) may not.

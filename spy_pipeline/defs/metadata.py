@@ -7,7 +7,7 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from spy_pipeline.schemas import DatasetSchema
+from spy_pipeline.domain.schemas import DatasetSchema
 
 
 def table_schema(schema: DatasetSchema) -> TableSchema:

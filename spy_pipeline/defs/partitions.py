@@ -6,7 +6,7 @@ import datetime as dt
 
 from dagster import DailyPartitionsDefinition
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 
 WEEKENDS = "0 0 * * 6,0"
 

@@ -10,11 +10,11 @@ import structlog
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from spy_pipeline import lake, storage
+from spy_pipeline.domain.schemas import DatasetSchema
+from spy_pipeline.io import lake, storage
 from spy_pipeline.logs import configure_logging
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.session import open_polygon
-from spy_pipeline.schemas import DatasetSchema
 from spy_pipeline.settings import Settings, load_settings
 
 
@@ -80,7 +80,7 @@ class ParquetStoreResource(ConfigurableResource):
     def data_root(self) -> storage.DataRoot:
         if self.data_dir:
             return storage.as_data_root(self.data_dir)
-        return load_settings().data_root
+        return storage.as_data_root(load_settings().data_dir)
 
     def local_root(self, operation: str) -> Path:
         """The data dir as a local folder, for operations that walk a file system; a one-line

@@ -17,7 +17,7 @@ from functools import cache, lru_cache
 import numpy as np
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 
 STEPS_PER_MINUTE = 4
 TRADING_DAYS_PER_YEAR = 252.0

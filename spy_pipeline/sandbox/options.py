@@ -29,9 +29,8 @@ from functools import cache, lru_cache
 import numpy as np
 import polars as pl
 
-from spy_pipeline import black_scholes
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.options import occ
+from spy_pipeline.domain import black_scholes, occ
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import market
 
 UNDERLYINGS = ("SPY",)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import market, options
 
 if TYPE_CHECKING:

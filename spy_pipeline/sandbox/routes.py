@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import catalog, market, reference
 
 MAX_AGGS_LIMIT = 50_000

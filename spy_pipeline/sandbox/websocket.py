@@ -73,7 +73,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import catalog, market
 
 MARKETS = ("stocks", "options", "indices")

@@ -29,9 +29,9 @@ from typing import Any
 
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.schemas import MINUTE_BARS
-from spy_pipeline.storage import DataRoot
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import MINUTE_BARS
+from spy_pipeline.io.storage import DataRoot
 
 MINUTE_MS = 60_000
 SOURCES = ("spy", "vix", "options")

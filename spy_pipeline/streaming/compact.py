@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from spy_pipeline.bars import minute_bars_by_day
+from spy_pipeline.domain.schemas import MINUTE_BARS
+from spy_pipeline.io.bars import minute_bars_by_day
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.schemas import MINUTE_BARS
-from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import batch_files
 
 KEY = ["ticker", "timestamp"]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.logs import register_secret
 from spy_pipeline.sandbox.websocket import SandboxStream
 from spy_pipeline.settings import Settings

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from spy_pipeline import lake
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.consolidate import DayInputs
-from spy_pipeline.ingest import select_contracts
-from spy_pipeline.options.selection import SelectionConfig
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.consolidate import DayInputs
+from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
+from spy_pipeline.domain.selection import SelectionConfig
+from spy_pipeline.io import lake
+from spy_pipeline.io.ingest import select_contracts
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import EmptyDataError
-from spy_pipeline.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
-from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import SOURCES, STREAM_DATASET, batch_files
 from spy_pipeline.streaming.compact import compact_day, compare_with_rest, rest_day
 from spy_pipeline.streaming.news_poll import landed_news

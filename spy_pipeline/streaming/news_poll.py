@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from spy_pipeline.news import news_frame, news_window
+from spy_pipeline.domain.schemas import NEWS
+from spy_pipeline.io.news import news_frame, news_window
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.schemas import NEWS
-from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import STREAM_DATASET
 
 NEWS_SOURCE = "news"

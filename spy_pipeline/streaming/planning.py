@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 
 DEFAULT_LEAD = dt.timedelta(minutes=10)  # a session starts this long before the open
 DEFAULT_STALL = dt.timedelta(minutes=2)  # no heartbeat for this long: the session is stalled

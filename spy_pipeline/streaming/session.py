@@ -49,10 +49,10 @@ import polygon
 from polygon.exceptions import AuthError
 from websockets.protocol import State
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.logs import get_logger
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.storage import DataRoot
 from spy_pipeline.streaming.batches import MINUTE_MS, SOURCES, STREAM_DATASET, BatcherStats, MicroBatcher
 from spy_pipeline.streaming.compact import compact_day
 from spy_pipeline.streaming.news_poll import NewsPoller

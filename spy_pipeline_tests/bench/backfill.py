@@ -9,9 +9,9 @@ from pathlib import Path
 from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox.server import SandboxServer
 
 DAYS = 20  # January 2025: one month of trading days

@@ -3,7 +3,7 @@
 Inputs come from the sandbox for one day: the 50, 500 and 2,000 listed contracts nearest the open (all
 expirations; their sparse minute bars as the sandbox makes them), SPY (and the previous trading day's, the
 indicator warm-up), I:VIX, the news of both days and the dividends, written as the raw layer the asset reads
-(spy_pipeline.storage layout and schemas). Preparing them is not timed.
+(spy_pipeline.io.storage layout and schemas). Preparing them is not timed.
 
 Ours is what the `consolidated` asset does for a day: `lake.consolidation_inputs` + `consolidate_day` + the
 atomic Parquet write, in a fresh subprocess per size so that its peak RSS (ru_maxrss) is its own (Linux keeps
@@ -66,12 +66,12 @@ def _prepare(root: Path) -> dict[int, Path]:
     """One data dir per size under `root`, each with the raw layer of DAY; returns {contracts: data dir}."""
     import polars as pl
 
-    from spy_pipeline import lake, storage
-    from spy_pipeline import trading_calendar as cal
-    from spy_pipeline.bars import minute_bars_by_day
-    from spy_pipeline.corporate_actions import dividends_frame
-    from spy_pipeline.ingest import contracts_dataset
-    from spy_pipeline.news import news_frame
+    from spy_pipeline.domain import trading_calendar as cal
+    from spy_pipeline.io import lake, storage
+    from spy_pipeline.io.bars import minute_bars_by_day
+    from spy_pipeline.io.corporate_actions import dividends_frame
+    from spy_pipeline.io.ingest import contracts_dataset
+    from spy_pipeline.io.news import news_frame
     from spy_pipeline.sandbox import catalog, options, reference
 
     def bars(ticker: str, day: dt.date) -> pl.DataFrame:
@@ -115,8 +115,8 @@ def _prepare(root: Path) -> dict[int, Path]:
 
 def _child_ours(data_dir: Path) -> dict[str, object]:
     """lake.consolidation_inputs + consolidate_day + write, 1 + REPEATS times in this fresh process."""
-    from spy_pipeline import lake, storage
-    from spy_pipeline.consolidate import consolidate_day
+    from spy_pipeline.domain.consolidate import consolidate_day
+    from spy_pipeline.io import lake, storage
 
     imports_mib = _peak_rss_mib()
     imports_hwm_mib = _vm_hwm_mib()
@@ -164,7 +164,7 @@ def _child_baseline(data_dir: Path, sample_rows: int) -> dict[str, object]:
     from vollib.black_scholes_merton.greeks.analytical import delta, gamma, rho, theta, vega
     from vollib.black_scholes_merton.implied_volatility import implied_volatility
 
-    from spy_pipeline import trading_calendar as cal
+    from spy_pipeline.domain import trading_calendar as cal
 
     imports_mib = _peak_rss_mib()
     previous = cal.previous_trading_day(DAY)
@@ -279,7 +279,7 @@ def _check_sample(data_dir: Path) -> tuple[int, float]:
     """Rows of the baseline's sample where both have an IV, and the largest IV difference from ours."""
     import polars as pl
 
-    from spy_pipeline import lake
+    from spy_pipeline.io import lake
 
     ours = pl.read_parquet(lake.day_file(data_dir, "consolidated", DAY), columns=["ticker", "timestamp", "iv"])
     theirs = pl.read_parquet(data_dir / "baseline_sample.parquet").rename({"iv": "iv_vollib"})

@@ -1,4 +1,4 @@
-"""Implied volatility + five greeks: spy_pipeline.black_scholes against py_vollib per row and pyvolr (Rust).
+"""Implied volatility + five greeks: spy_pipeline.domain.black_scholes against py_vollib per row and pyvolr (Rust).
 
 Rows are SPY-like: spot ≈ 600, 1 minute to 60 days to expiry, strikes up to 3 standard deviations (sigma·√T) in
 or out of the money, volatility 8% to 60%, calls and puts, r and q scalars, prices from the model (unrounded).
@@ -26,7 +26,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from spy_pipeline import black_scholes as bs
+from spy_pipeline.domain import black_scholes as bs
 from spy_pipeline_tests.bench.results import merge_results
 
 ROWS = 1_000_000

@@ -80,7 +80,7 @@ def _busiest_contracts(day: dt.date, count: int, candidates: int) -> tuple[list[
     whose strikes are nearest the open; returns them and their bars."""
     import polars as pl
 
-    from spy_pipeline import trading_calendar as cal
+    from spy_pipeline.domain import trading_calendar as cal
     from spy_pipeline.sandbox import catalog, options
 
     open_ms = int(cal.session_bounds(day).open.timestamp() * 1000)
@@ -247,9 +247,9 @@ def _frame_end(messages: list[Any]) -> int | None:
 
 
 def _run_ours(sandbox: _Sandbox, setup: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    from spy_pipeline.io.storage import DataRoot
     from spy_pipeline.polygon.client import PolygonClient
     from spy_pipeline.sandbox.websocket import SimClock
-    from spy_pipeline.storage import DataRoot
     from spy_pipeline.streaming import session as session_module
     from spy_pipeline.streaming.batches import MicroBatcher
     from spy_pipeline.streaming.session import StreamConfig, run_stream_session
@@ -383,7 +383,7 @@ def main() -> None:
     import polars as pl
     import websockets
 
-    from spy_pipeline import trading_calendar as cal
+    from spy_pipeline.domain import trading_calendar as cal
     from spy_pipeline_tests.bench.results import merge_results
 
     started = time.perf_counter()

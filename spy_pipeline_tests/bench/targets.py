@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from spy_pipeline.targets import forward_targets, target_columns
-from spy_pipeline.trading_calendar import session_bounds
+from spy_pipeline.domain.targets import forward_targets, target_columns
+from spy_pipeline.domain.trading_calendar import session_bounds
 from spy_pipeline_tests.bench.results import merge_results
 
 DAY = dt.date(2025, 1, 15)

@@ -2,7 +2,7 @@
 
 It ticks at 00:30 New York time, Tuesday to Saturday, not at 20:30 the same evening: a run over a day's
 partition before 00:00 ET the next day records its materializations without a partition (the partition
-does not exist yet for Dagster), so the day would look missing. See spy_pipeline.operations.backfill_planning.
+does not exist yet for Dagster), so the day would look missing. See spy_pipeline.domain.backfill_planning.
 
 Ticks missed while the daemon was down are not replayed one by one: Dagster evaluates only the latest missed
 tick of a schedule that is not built from a partition set (dagster/_scheduler/scheduler.py, 1.13). The
@@ -22,7 +22,7 @@ from dagster import (
     schedule,
 )
 
-from spy_pipeline.operations.backfill_planning import NEW_YORK, NIGHTLY_CRON, nightly_decision
+from spy_pipeline.domain.backfill_planning import NEW_YORK, NIGHTLY_CRON, nightly_decision
 
 DAILY_JOB = "daily_backfill"
 TRIGGER_TAG = "spy_pipeline/trigger"

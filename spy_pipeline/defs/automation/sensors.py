@@ -1,7 +1,7 @@
 """Sensors: catch up missing trading days, keep reference data fresh, log failed runs in one line.
 
 Thin shells: they read the instance (materialized partitions, a few run queries) and leave every decision to
-spy_pipeline.operations.backfill_planning. A tick makes at most five small storage queries.
+spy_pipeline.domain.backfill_planning. A tick makes at most five small storage queries.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunRecord
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from spy_pipeline.defs.automation.schedules import DAILY_JOB, TRIGGER_TAG
-from spy_pipeline.logs import get_logger, redact
-from spy_pipeline.operations.backfill_planning import (
+from spy_pipeline.domain.backfill_planning import (
     DEFAULT_CATCH_UP_GRACE,
     DEFAULT_CATCH_UP_INTERVAL,
     DEFAULT_COOL_DOWN,
@@ -43,6 +42,7 @@ from spy_pipeline.operations.backfill_planning import (
     plan_catch_up,
     plan_reference_refresh,
 )
+from spy_pipeline.logs import get_logger, redact
 
 log = get_logger(__name__)
 

@@ -19,17 +19,17 @@ from dagster import (
 )
 from pydantic import Field
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.operations.retention import (
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.retention import (
     DEFAULT_RETENTION_DAYS,
     apply_retention,
     plan_retention,
     resolve_retention_days,
     summarize,
 )
-from spy_pipeline.operations.storage_report import format_bytes
+from spy_pipeline.io.storage_report import format_bytes
 
 RETENTION_OP = "apply_retention"
 LISTED_FILES = 200  # the metadata lists at most this many paths; the summary covers all
@@ -60,7 +60,7 @@ class RetentionConfig(Config):
 
 
 @op(name=RETENTION_OP, description="Remove (or, in a dry run, list) data files past retention; see "
-    "spy_pipeline.operations.retention for what is never removed.")
+    "spy_pipeline.io.retention for what is never removed.")
 def retention_op(context: OpExecutionContext, config: RetentionConfig, store: ParquetStoreResource) -> dict:
     real_today = dt.datetime.now(cal.NEW_YORK).date()
     today = min(cal.parse_date(config.today), real_today) if config.today else real_today

@@ -4,7 +4,7 @@ from dagster import MaterializeResult, MetadataValue, asset
 
 from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.operations.storage_report import GROWTH_WINDOW, build_storage_report, format_bytes
+from spy_pipeline.io.storage_report import GROWTH_WINDOW, build_storage_report, format_bytes
 
 
 def _day(value) -> str:

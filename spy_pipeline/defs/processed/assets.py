@@ -14,16 +14,16 @@ from dagster import (
 )
 from pydantic import Field
 
-from spy_pipeline import lake
-from spy_pipeline.black_scholes import REASONS
-from spy_pipeline.consolidate import consolidate_day
 from spy_pipeline.defs.metadata import markdown_table, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.domain.black_scholes import REASONS
+from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.io import lake
 
 PROCESSED_ASSET_ARGS = {
     "partitions_def": trading_day_partitions,

@@ -2,11 +2,11 @@
 
 from dagster import AssetChecksDefinition, AssetCheckSeverity, build_column_schema_change_checks
 
-from spy_pipeline import quality
 from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, schema_check
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.ml_assets import training_matches_pandas_type
-from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.domain import quality
+from spy_pipeline.domain.schemas import CONSOLIDATED
 
 CONSOLIDATED_FILES = DailyFiles(consolidated, "consolidated", ("processed", "consolidated"), CONSOLIDATED)
 

@@ -17,15 +17,15 @@ from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableColumnConstraint
 from pydantic import Field
 
-from spy_pipeline import lake
 from spy_pipeline.defs.checks import checked_days
 from spy_pipeline.defs.metadata import markdown_table, timing
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.features import DEFAULT_LAGS, build_features
-from spy_pipeline.schemas import CONSOLIDATED
-from spy_pipeline.targets import forward_targets
+from spy_pipeline.domain.features import DEFAULT_LAGS, build_features
+from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.domain.targets import forward_targets
+from spy_pipeline.io import lake
 
 
 class TrainingConfig(Config):

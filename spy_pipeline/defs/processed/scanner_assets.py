@@ -7,15 +7,15 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from spy_pipeline import lake, storage
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.raw.options_assets import raw_options_bars
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.scanner import movement_events, movement_summary
-from spy_pipeline.schemas import MINUTE_BARS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.scanner import movement_events, movement_summary
+from spy_pipeline.domain.schemas import MINUTE_BARS
+from spy_pipeline.io import lake, storage
 
 
 class ScannerConfig(Config):

@@ -13,15 +13,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from spy_pipeline import ingest
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
-from spy_pipeline.ingest import PartitionWritten
-from spy_pipeline.schemas import MINUTE_BARS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import MINUTE_BARS
+from spy_pipeline.io import ingest
+from spy_pipeline.io.ingest import PartitionWritten
 from spy_pipeline.settings import TICKER_PATTERN
 
 POLYGON_POOL = "polygon_api"

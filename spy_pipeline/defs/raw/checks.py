@@ -7,13 +7,13 @@ sees why a check failed.
 
 from dagster import AssetChecksDefinition, AssetCheckSeverity, build_column_schema_change_checks
 
-from spy_pipeline import quality
 from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, schema_check
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import raw_news
-from spy_pipeline.news import news_window
-from spy_pipeline.schemas import MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
+from spy_pipeline.domain import quality
+from spy_pipeline.domain.schemas import MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
+from spy_pipeline.io.news import news_window
 
 
 def _bar_checks(files: DailyFiles, minimum: float) -> list[AssetChecksDefinition]:

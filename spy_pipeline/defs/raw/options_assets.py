@@ -5,13 +5,13 @@ import time
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
-from spy_pipeline import ingest
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import RAW_ASSET_ARGS, partition_days, raw_spy_bars, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
-from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
-from spy_pipeline.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
+from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
+from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
+from spy_pipeline.io import ingest
 
 
 class ContractSelectionConfig(Config):

@@ -5,15 +5,15 @@ import time
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from spy_pipeline.corporate_actions import dividends_frame, splits_frame
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
-from spy_pipeline.ingest import PartitionWritten
-from spy_pipeline.news import news_frame, news_window
-from spy_pipeline.schemas import DIVIDENDS, NEWS, SPLITS
+from spy_pipeline.domain.schemas import DIVIDENDS, NEWS, SPLITS
+from spy_pipeline.io.corporate_actions import dividends_frame, splits_frame
+from spy_pipeline.io.ingest import PartitionWritten
+from spy_pipeline.io.news import news_frame, news_window
 
 
 @asset(**RAW_ASSET_ARGS, metadata={"dagster/column_schema": table_schema(NEWS), "path": "raw/news/{date}.parquet"})

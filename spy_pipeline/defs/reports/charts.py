@@ -4,13 +4,14 @@ import base64
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from spy_pipeline import charts, lake
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.domain import charts
+from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.io import lake
 
 CHART_FOLDER = ("reports", "charts")
 MAX_INLINE_BYTES = 150_000  # a Markdown data-URI image in the run's event log: keep it a thumbnail

@@ -6,17 +6,17 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from spy_pipeline import lake, storage
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.charts import png
 from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.reports.charts import CHART_FOLDER, inline_image
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.range_charts import RANGE_CHARTS, day_volatility, range_figures, volatility_frame
-from spy_pipeline.schemas import CONSOLIDATED, MINUTE_BARS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.charts import png
+from spy_pipeline.domain.range_charts import RANGE_CHARTS, day_volatility, range_figures, volatility_frame
+from spy_pipeline.domain.schemas import CONSOLIDATED, MINUTE_BARS
+from spy_pipeline.io import lake, storage
 
 RANGE_FOLDER = (*CHART_FOLDER, "range")
 NO_EVENTS = pl.DataFrame(schema={"trigger_hour_et": pl.Int32})

@@ -21,11 +21,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.metadata import markdown_table, timing
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import OPTIONS_CONTRACTS
+from spy_pipeline.io.storage import as_data_root
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.schemas import OPTIONS_CONTRACTS
 from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import compact_session_day, contracts_path
 from spy_pipeline.streaming.news_poll import NewsPoller
@@ -93,7 +94,7 @@ def stream_compaction_schedule(context: ScheduleEvaluationContext) -> RunRequest
     day = cal.new_york_date(tick)
     if not cal.is_trading_day(day):
         return SkipReason(f"{day} is not a trading day")
-    root = load_settings().data_root
+    root = as_data_root(load_settings().data_dir)
     if not root.exists(contracts_path(root, day)):
         return SkipReason(f"{day} was not streamed")
     return RunRequest(run_key=f"stream-compaction-{day}",

@@ -1,6 +1,6 @@
 """intraday_consolidated: today's consolidated dataset from what the streaming session has landed so far.
 
-The same consolidation as the daily `consolidated` asset (spy_pipeline.consolidate), fed by the session's
+The same consolidation as the daily `consolidated` asset (spy_pipeline.domain.consolidate), fed by the session's
 micro-batches instead of the raw partitions; requested by intraday_sensor as new batches land.
 """
 
@@ -10,11 +10,11 @@ import time
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset, define_asset_job
 from pydantic import Field
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.consolidate import consolidate_day
 from spy_pipeline.defs.metadata import table_schema, timing
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
 INTRADAY_JOB = "intraday_refresh"

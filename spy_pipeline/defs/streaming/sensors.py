@@ -22,10 +22,11 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import RunRecord
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.automation.sensors import utc_now
 from spy_pipeline.defs.streaming.intraday_assets import INTRADAY_JOB
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, STREAM_JOB
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.storage import as_data_root
 from spy_pipeline.logs import get_logger
 from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import landed_sources
@@ -127,7 +128,7 @@ def build_stream_health_sensor(
     def _health(context: SensorEvaluationContext) -> SensorResult:
         now = clock()
         instance = context.instance
-        root = load_settings().data_root
+        root = as_data_root(load_settings().data_dir)
         running = running_sessions(instance)
         stalled = 0
         for record in running:
@@ -186,7 +187,7 @@ def build_intraday_sensor(
         # today, and the day of every running session (a simulation replays a past day)
         days = sorted({cal.new_york_date(now), *(_session_day(record) for record in running)})
         cursors = load_day_cursors(context.cursor)
-        root = load_settings().data_root
+        root = as_data_root(load_settings().data_dir)
         requests, reasons, kept = [], [], {}
         for day in days:
             files = sum(landed_sources(root, day).values()) if cal.is_trading_day(day) else 0

@@ -13,10 +13,10 @@ from typing import Any
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, in_process_executor, job, op
 from pydantic import Field
 
-from spy_pipeline import trading_calendar as cal
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.defs.streaming.compaction import compact_and_report, rest_day_complete
-from spy_pipeline.options.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
 from spy_pipeline.streaming.endpoint import open_stream_endpoint
 from spy_pipeline.streaming.intraday import session_contracts
 from spy_pipeline.streaming.planning import DEFAULT_LEAD

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from spy_pipeline.schemas import DIVIDENDS, SPLITS
+from spy_pipeline.domain.schemas import DIVIDENDS, SPLITS
 
 
 def _date(text: str | None) -> dt.date | None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import polars as pl
 
-from spy_pipeline import storage
-from spy_pipeline.bars import DayBars, minute_bars_by_day
-from spy_pipeline.options.selection import SelectionConfig
+from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
+from spy_pipeline.domain.selection import SelectionConfig
+from spy_pipeline.io import storage
+from spy_pipeline.io.bars import DayBars, minute_bars_by_day
+from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import EmptyDataError
-from spy_pipeline.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
-from spy_pipeline.storage import DataRoot
 
 # One aggregates page holds 50,000 bars: about 50 days of extended-hours minutes.
 DAYS_PER_REQUEST = 40

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.runner import QUIET_CONSOLE, step_failure_lines
+from spy_pipeline.app.runner import QUIET_CONSOLE, step_failure_lines
+from spy_pipeline.domain import trading_calendar as cal
 
 
 @dataclass(frozen=True)

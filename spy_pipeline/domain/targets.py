@@ -20,7 +20,7 @@ import datetime as dt
 
 import polars as pl
 
-from spy_pipeline.trading_calendar import session_bounds
+from spy_pipeline.domain.trading_calendar import session_bounds
 
 _ROW = "__targets_row"
 _TICKER_ID = "__targets_ticker"

@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from spy_pipeline.schemas import DatasetSchema
+from spy_pipeline.domain.schemas import DatasetSchema
 
 _SAFE_PART = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,40}\Z")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")

@@ -25,7 +25,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100  # 1600 x 900 pixels
 THUMBNAIL_DPI = 40  # 640 x 360: the inline image of a materialization's metadata

@@ -9,8 +9,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.docs import DocsError
+from spy_pipeline.app.docs import DocsError
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.settings import ConfigError, load_settings
 
 
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from spy_pipeline.app.runner import ensure_dagster_home
+    from spy_pipeline.app.simulate import simulate
     from spy_pipeline.logs import configure_logging
-    from spy_pipeline.runner import ensure_dagster_home
-    from spy_pipeline.simulate import simulate
 
     settings = load_settings()
     if not settings.uses_embedded_sandbox:
@@ -96,8 +96,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from spy_pipeline.app.runner import closing_lines, ensure_dagster_home, run_backfill
     from spy_pipeline.logs import configure_logging
-    from spy_pipeline.runner import closing_lines, ensure_dagster_home, run_backfill
 
     settings = load_settings()
     key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
@@ -124,20 +124,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status() -> int:
-    from spy_pipeline.operations.status import report_status
+    from spy_pipeline.app.status import report_status
 
     print(report_status(Path.cwd()))
     return 0
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from spy_pipeline import docs
+    from spy_pipeline.app import docs
 
     readme = Path(args.readme)
     if not readme.is_file():
         raise DocsError(f"{readme} does not exist: run from the repository root or pass --readme")
+    sections = docs.generated_sections(build_parser())
     if args.check:
-        stale = docs.check_readme(readme)
+        stale = docs.check_readme(readme, sections)
         if stale:
             print(
                 f"spy-pipeline: {readme} is stale: generated section(s) {', '.join(stale)} differ from the code; "
@@ -147,7 +148,7 @@ def _docs(args: argparse.Namespace) -> int:
             return 1
         print(f"{readme}: generated sections up to date")
         return 0
-    rewritten = docs.update_readme(readme)
+    rewritten = docs.update_readme(readme, sections)
     print(f"{readme}: rewrote {', '.join(rewritten)}" if rewritten else f"{readme}: generated sections up to date")
     return 0
 

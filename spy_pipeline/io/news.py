@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.schemas import NEWS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import NEWS
 
 SENTIMENT_SCORES = {"positive": 1, "neutral": 0, "negative": -1}
 

@@ -153,7 +153,7 @@ def format_status(status: InstanceStatus) -> str:
 
 def report_status(repo_root: Path) -> str:
     """The status of the instance in DAGSTER_HOME (default: .dagster_home under `repo_root`, as `run` uses)."""
-    from spy_pipeline.runner import ensure_dagster_home
+    from spy_pipeline.app.runner import ensure_dagster_home
 
     ensure_dagster_home(repo_root)
     with DagsterInstance.get() as instance:

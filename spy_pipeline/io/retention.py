@@ -41,9 +41,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.storage import partition_day
 from spy_pipeline.logs import get_logger
-from spy_pipeline.storage import partition_day
 
 log = get_logger(__name__)
 

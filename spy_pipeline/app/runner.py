@@ -19,7 +19,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventLogEntry, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 SUMMARY_FIGURES = ("dividends", "splits", "days", "contract_days", "events")

@@ -9,7 +9,7 @@ import datetime as dt
 
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
+from spy_pipeline.domain import trading_calendar as cal
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
@@ -49,7 +49,7 @@ def regular_session_coverage(frame: pl.DataFrame, day: dt.date) -> dict[str, flo
 
 def contract_violations(frame: pl.DataFrame) -> dict[str, int]:
     """Rows whose ticker does not parse, or disagrees with the row's type, strike or expiration."""
-    from spy_pipeline.options.occ import OccTickerError, parse_ticker
+    from spy_pipeline.domain.occ import OccTickerError, parse_ticker
 
     unparsable = mismatched = 0
     for row in frame.iter_rows(named=True):

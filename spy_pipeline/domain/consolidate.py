@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.black_scholes import implied_vol_and_greeks
-from spy_pipeline.indicators import day_indicators
-from spy_pipeline.schemas import CONSOLIDATED
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.black_scholes import implied_vol_and_greeks
+from spy_pipeline.domain.indicators import day_indicators
+from spy_pipeline.domain.schemas import CONSOLIDATED
 
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 NEWS_TOLERANCE = dt.timedelta(hours=24)

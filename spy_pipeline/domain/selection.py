@@ -26,8 +26,8 @@ from typing import Literal, get_args
 
 import polars as pl
 
-from spy_pipeline.options.occ import MAX_STRIKE, OptionContract, build_ticker
-from spy_pipeline.trading_calendar import (
+from spy_pipeline.domain.occ import MAX_STRIKE, OptionContract, build_ticker
+from spy_pipeline.domain.trading_calendar import (
     is_trading_day,
     parse_date,
     previous_trading_day,

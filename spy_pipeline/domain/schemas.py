@@ -162,7 +162,7 @@ SPLITS = DatasetSchema(
 )
 
 
-# The indicators of SPY's 1-minute closes (spy_pipeline.indicators computes them).
+# The indicators of SPY's 1-minute closes (spy_pipeline.domain.indicators computes them).
 MOMENTUM_MINUTES = (5, 30, 60)
 INDICATOR_DESCRIPTIONS: dict[str, str] = {
     "rsi_14": "Wilder RSI over 14 minutes (pandas-ta, unseeded), 0-100",

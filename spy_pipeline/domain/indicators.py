@@ -57,8 +57,8 @@ import pandas as pd
 import pandas_ta as ta
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.schemas import MOMENTUM_MINUTES, UTC_TIMESTAMP
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import MOMENTUM_MINUTES, UTC_TIMESTAMP
 
 RSI_LENGTH = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9

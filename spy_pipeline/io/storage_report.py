@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.storage import partition_day
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.storage import partition_day
 
 GROWTH_WINDOW = 20  # trading days
 UNDATED = "undated"

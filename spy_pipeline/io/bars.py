@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.schemas import MINUTE_BARS
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.schemas import MINUTE_BARS
 
 
 @dataclass(frozen=True)

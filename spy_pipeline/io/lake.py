@@ -10,12 +10,12 @@ from pathlib import Path
 
 import polars as pl
 
-from spy_pipeline import storage
-from spy_pipeline import trading_calendar as cal
-from spy_pipeline.consolidate import DayInputs
-from spy_pipeline.corporate_actions import trailing_dividend_yield
-from spy_pipeline.schemas import DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS, DatasetSchema
-from spy_pipeline.storage import DataRoot
+from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.consolidate import DayInputs
+from spy_pipeline.domain.schemas import DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS, DatasetSchema
+from spy_pipeline.io import storage
+from spy_pipeline.io.corporate_actions import trailing_dividend_yield
+from spy_pipeline.io.storage import DataRoot
 
 FOLDERS = {
     "spy": ("raw", "spy"),

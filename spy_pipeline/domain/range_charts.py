@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from spy_pipeline.charts import new_figure
+from spy_pipeline.domain.charts import new_figure
 
 SESSIONS_PER_YEAR, MINUTES_PER_SESSION = 252, 390
 ANNUALIZATION = math.sqrt(SESSIONS_PER_YEAR * MINUTES_PER_SESSION)

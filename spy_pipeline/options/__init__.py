@@ -1,1 +1,0 @@
-"""Options domain logic: OCC tickers and contract selection (no Dagster, no I/O)."""
