@@ -192,7 +192,6 @@ def test_one_day_of_near_the_money_contracts_generates_in_well_under_a_few_secon
 ) -> None:
     count = near_money_day.contracts.height
     assert count >= 1_000
-    print(f"{count} contracts in {near_money_day.seconds:.2f} s")
     assert near_money_day.seconds < 4.0
 
 

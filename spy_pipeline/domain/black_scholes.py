@@ -27,7 +27,7 @@ move it), or a greek that overflows, counts as not converged.
     software is freely granted, provided that this notice is preserved. The software is provided "as is"
     without warranty of any kind.
 
-Accuracy (spy_pipeline_tests/test_greeks.py, py_vollib as the oracle): implied volatility within 1e-9 of
+Accuracy (spy_pipeline_tests/test_black_scholes.py, py_vollib as the oracle): implied volatility within 1e-9 of
 py_vollib wherever the price pins it down that well, greeks within 1e-10 at the same volatility. Rows whose
 time value is lost in the rounding of the price (a 1-day deep in-the-money option) are ill-conditioned in every
 solver: a price, and S·e^{-qT} - K·e^{-rT}, carry an error of ≈ eps·(S·e^{-qT} + K·e^{-rT}), which moves the

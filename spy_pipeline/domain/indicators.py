@@ -78,8 +78,6 @@ WARM_UP_ROWS: dict[str, int] = {
     **{f"{kind}_{k}m": k for k in MOMENTUM_MINUTES for kind in ("change", "roc")},
 }
 INDICATOR_COLUMNS = tuple(WARM_UP_ROWS)
-# Rows of warm-up before the first row on which every indicator has a value.
-MIN_WARM_UP_ROWS = max(WARM_UP_ROWS.values())
 
 
 

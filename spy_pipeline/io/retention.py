@@ -84,13 +84,6 @@ class Removal:
     def path(self) -> Path:
         return self.root / self.relative
 
-    def as_row(self) -> dict[str, Any]:
-        return {
-            "category": self.category, "dataset": self.dataset, "path": self.relative, "kind": self.kind,
-            "bytes": self.bytes, "day": self.day.isoformat() if self.day else None, "basis": self.basis,
-            "age_days": self.age_days,
-        }
-
 
 @dataclass(frozen=True)
 class _Rules:
