@@ -13,7 +13,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -167,7 +166,6 @@ def test_contract_counts_per_day_are_sane() -> None:
 @dataclass(frozen=True)
 class GeneratedDay:
     contracts: pl.DataFrame  # ticker, contract_type, expiration_date, strike_price, bars
-    seconds: float
     spot: float
 
 
@@ -181,18 +179,13 @@ def near_money_day() -> GeneratedDay:
     )
     for cached in (options._priced_bars, options._day_grid, market.price_path, market.vix_minute_bars):
         cached.cache_clear()
-    started = time.perf_counter()
     frames = [options.option_minute_bars(t, SPEED_DAY) for t in listed["ticker"]]
-    seconds = time.perf_counter() - started
-    return GeneratedDay(listed.with_columns(bars=pl.Series(frames)), seconds, spot)
+    return GeneratedDay(listed.with_columns(bars=pl.Series(frames)), spot)
 
 
-def test_one_day_of_near_the_money_contracts_generates_in_well_under_a_few_seconds(
-    near_money_day: GeneratedDay,
-) -> None:
-    count = near_money_day.contracts.height
-    assert count >= 1_000
-    assert near_money_day.seconds < 4.0
+def test_a_day_lists_over_a_thousand_near_the_money_contracts(near_money_day: GeneratedDay) -> None:
+    # how fast they generate is a figure of `make bench` (bench/sandbox.py), not a timed test
+    assert near_money_day.contracts.height >= 1_000
 
 
 def test_bars_have_polygon_columns_and_consistent_ohlc(near_money_day: GeneratedDay) -> None:
