@@ -2,7 +2,7 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from spy_pipeline.defs.automation import SCHEDULES, SENSORS
+from spy_pipeline.defs.automation import SENSORS
 from spy_pipeline.defs.operations import OPERATIONS_ASSETS, OPERATIONS_JOBS, OPERATIONS_SCHEDULES
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
@@ -25,7 +25,8 @@ REPORT_ASSETS = [options_movement_summary, range_charts]
 daily_backfill_job = define_asset_job(
     name="daily_backfill",
     selection=AssetSelection.assets(*DAILY_ASSETS),
-    description="Every trading-day-partitioned asset, raw to processed, for a range of days in one run.",
+    description="Every trading-day-partitioned asset, raw to processed, for a range of days in one run "
+    "(launched by `spy-pipeline run` or by hand; automation_condition_sensor requests the assets themselves).",
 )
 reference_data_job = define_asset_job(
     name="reference_data",
@@ -42,7 +43,7 @@ defs = Definitions(
     assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS, *STREAMING_ASSETS],
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
     jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS, *STREAMING_JOBS],
-    schedules=[*SCHEDULES, *OPERATIONS_SCHEDULES, *STREAMING_SCHEDULES],
+    schedules=[*OPERATIONS_SCHEDULES, *STREAMING_SCHEDULES],
     sensors=[*SENSORS, *STREAMING_SENSORS],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
 )

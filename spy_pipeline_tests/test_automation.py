@@ -1,377 +1,449 @@
-"""Unattended operation: the nightly schedule, the catch-up and reference sensors, failure logging."""
+"""Unattended operation: the automation conditions of the daily and reference assets, evaluated at a set clock
+on an ephemeral instance the way the automation condition sensor evaluates them; failure logging; retries."""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from dagster import (
+    AssetKey,
     AssetMaterialization,
     BackfillPolicy,
     DagsterInstance,
-    DagsterRun,
-    DagsterRunStatus,
     DailyPartitionsDefinition,
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
     MaterializeResult,
     RunRequest,
-    SensorResult,
-    SkipReason,
     asset,
     build_run_status_sensor_context,
-    build_schedule_context,
-    build_sensor_context,
-    instance_for_test,
+    evaluate_automation_conditions,
     job,
     materialize,
     op,
 )
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+from dagster._core.definitions.automation_tick_evaluation_context import AutomationTickEvaluationContext
+from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.events import DagsterEventType
+from dagster._core.execution.asset_backfill import AssetBackfillData, execute_asset_backfill_iteration_inner
+from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.storage import tags as dagster_tags
-from dagster._core.test_utils import freeze_time
+from dagster._core.test_utils import freeze_time, mock_workspace_from_repos
+from dagster_shared.serdes import deserialize_value, serialize_value
 from structlog.testing import capture_logs
 
+from spy_pipeline import definitions as location
 from spy_pipeline.defs.automation import (
+    DAILY_CONDITION,
     POLYGON_RETRY_POLICY,
-    SCHEDULES,
+    REFERENCE_CONDITION,
     SENSORS,
-    after_close_schedule,
-    build_catch_up_sensor,
-    build_reference_sensor,
-    catch_up_sensor,
+    automation_condition_sensor,
     run_failure_logger,
 )
-from spy_pipeline.domain import backfill_planning as bp
+from spy_pipeline.defs.partitions import trading_day_partitions
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.domain import run_failures as rf
 from spy_pipeline.domain import trading_calendar as cal
 
 NY = cal.NEW_YORK
 START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+DAILY = [key for assets_def in location.DAILY_ASSETS for key in assets_def.keys]
+REFERENCE = AssetKey("corporate_actions")
+SPY = AssetKey("raw_spy_bars")
+DEFS = Definitions(assets=[*location.DAILY_ASSETS, *location.REFERENCE_ASSETS, *location.REPORT_ASSETS],
+                   resources=location.defs.resources, sensors=SENSORS)
+
+# Friday 2025-01-17 at noon: the latest partition is Thursday 01-16 (it ended at midnight); the window is the
+# trading days of the 14 days before that midnight: 01-03 .. 01-16, nine of them as 01-09 was closed.
+NOON = dt.datetime(2025, 1, 17, 12, 0, tzinfo=NY)
+WINDOW = ["2025-01-03", "2025-01-06", "2025-01-07", "2025-01-08", "2025-01-10", "2025-01-13", "2025-01-14",
+          "2025-01-15", "2025-01-16"]
 
 
 def et(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=NY)
 
 
-@pytest.fixture(scope="module")
-def definitions() -> Definitions:
-    """The code location's assets and jobs with this package's schedules and sensors (built from the parts, so
-    that it keeps working once spy_pipeline.definitions wires them itself)."""
-    from spy_pipeline import definitions as location
-
-    return Definitions(
-        assets=[*location.DAILY_ASSETS, *location.REFERENCE_ASSETS, *location.REPORT_ASSETS],
-        jobs=[location.daily_backfill_job, location.reference_data_job, location.reports_job],
-        resources=location.defs.resources,
-        schedules=SCHEDULES,
-        sensors=SENSORS,
-    )
-
-
 @pytest.fixture
 def instance() -> Iterator[DagsterInstance]:
-    with instance_for_test() as instance:
+    with DagsterInstance.ephemeral() as instance:
         yield instance
 
 
-# --- the nightly schedule -------------------------------------------------------------------------------
+# --- a tick of the automation condition sensor, as the daemon runs it ---------------------------------------
 
 
-def test_schedule_is_nightly_in_new_york_and_running() -> None:
-    assert after_close_schedule.job_name == "daily_backfill"
-    assert after_close_schedule.cron_schedule == "30 0 * * 2-6"
-    assert after_close_schedule.execution_timezone == "America/New_York"
-    assert after_close_schedule.default_status == DefaultScheduleStatus.RUNNING
+@dataclass
+class Tick:
+    requests: list[RunRequest]
+    cursor: AssetDaemonCursor
+
+    def requested(self, key: AssetKey = SPY) -> list[str | None]:
+        """The partitions of `key` this tick requested, in a run or in a backfill."""
+        found: set[str | None] = set()
+        for request in self.requests:
+            if request.asset_graph_subset is not None:
+                subset = request.asset_graph_subset
+                if key in subset.non_partitioned_asset_keys:
+                    found.add(None)
+                if key in subset.partitions_subsets_by_asset_key:
+                    found |= set(subset.partitions_subsets_by_asset_key[key].get_partition_keys())
+            elif key in (request.asset_selection or []):
+                found.add(request.partition_key)
+        return sorted(found, key=str)
+
+    @property
+    def backfills(self) -> list[RunRequest]:
+        return [r for r in self.requests if r.requires_backfill_daemon()]
+
+
+def tick(instance: DagsterInstance, at: dt.datetime, cursor: AssetDaemonCursor | None = None) -> Tick:
+    """One evaluation of automation_condition_sensor at `at` (the daemon's code path: its asset selection, its
+    emit_backfills), the cursor round-tripped through its serialized form as the daemon stores it."""
+    cursor = deserialize_value(serialize_value(cursor), AssetDaemonCursor) if cursor else AssetDaemonCursor.empty()
+    context = AutomationTickEvaluationContext(
+        evaluation_id=cursor.evaluation_id + 1,
+        instance=instance,
+        asset_graph=DEFS.resolve_asset_graph(),
+        cursor=cursor,
+        materialize_run_tags=automation_condition_sensor.run_tags,
+        observe_run_tags={},
+        auto_observe_asset_keys=set(),
+        asset_selection=automation_condition_sensor.asset_selection,
+        logger=logging.getLogger("automation_condition_sensor"),
+        emit_backfills=automation_condition_sensor.emit_backfills,
+        evaluation_time=at,
+    )
+    requests, new_cursor, _ = context.evaluate()
+    return Tick(list(requests), new_cursor)
+
+
+def submit_backfill(instance: DagsterInstance, request: RunRequest, at: dt.datetime) -> PartitionBackfill:
+    """What the daemon does with a tick's backfill request."""
+    backfill = PartitionBackfill.from_asset_graph_subset(
+        backfill_id=f"automation-{int(at.timestamp())}", dynamic_partitions_store=instance,
+        backfill_timestamp=at.timestamp(), asset_graph_subset=request.asset_graph_subset, tags=dict(request.tags),
+        title="automation", description=None, run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill
+
+
+def first_backfill_runs(instance: DagsterInstance, request: RunRequest, at: dt.datetime) -> list[RunRequest]:
+    """The runs the backfill daemon launches first for a backfill request (its own planning code)."""
+    with partition_loading_context(effective_dt=at, dynamic_partitions_store=instance):
+        data = AssetBackfillData.from_asset_graph_subset(request.asset_graph_subset, instance, at.timestamp())
+    graph = mock_workspace_from_repos([DEFS.get_repository_def()]).asset_graph
+    latest = instance.event_log_storage.get_maximum_record_id()
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=at, last_event_id=latest),
+                          instance=instance, asset_graph=graph)
+    result = execute_asset_backfill_iteration_inner("b", data, view, at.timestamp(), logging.getLogger("b"), None)
+    return list(result.run_requests)
+
+
+def materialized(instance: DagsterInstance, *days: str, keys: list[AssetKey] = DAILY) -> None:
+    for day in days:
+        for key in keys:
+            instance.report_runless_asset_event(AssetMaterialization(asset_key=key, partition=day))
+
+
+def with_reference(instance: DagsterInstance) -> None:
+    instance.report_runless_asset_event(AssetMaterialization(asset_key=REFERENCE))
+
+
+# --- definitions ---------------------------------------------------------------------------------------------
+
+
+def test_the_sensor_runs_by_default_emits_backfills_and_the_assets_carry_the_conditions() -> None:
+    assert automation_condition_sensor.default_status == DefaultSensorStatus.RUNNING
+    assert automation_condition_sensor.emit_backfills
+    graph = location.defs.resolve_asset_graph()
+    for key in DAILY:
+        assert graph.get(key).automation_condition == DAILY_CONDITION, key
+        assert graph.get(key).partitions_def == trading_day_partitions, key
+        assert graph.get(key).backfill_policy == BackfillPolicy.single_run(), key
+    assert graph.get(REFERENCE).automation_condition == REFERENCE_CONDITION
+    # summaries over a configured range, and the intraday view, are not automated by conditions
+    for name in ("options_movement_summary", "range_charts", "intraday_consolidated"):
+        assert graph.get(AssetKey(name)).automation_condition is None, name
+    # the sensor covers every asset that has a condition: Dagster adds no (stopped) default sensor
+    selected = automation_condition_sensor.asset_selection.resolve(graph)
+    assert {key for key in graph.get_all_asset_keys() if graph.get(key).automation_condition} <= selected
+
+
+def test_the_location_has_the_sensor_and_no_backfill_schedule() -> None:
+    repository = location.defs.get_repository_def()
+    names = {s.name for s in repository.sensor_defs}
+    assert {"automation_condition_sensor", "run_failure_logger"} <= names
+    assert not names & {"catch_up_sensor", "reference_refresh_sensor"}
+    assert "after_close_schedule" not in {s.name for s in repository.schedule_defs}
+    # `spy-pipeline run` launches these jobs directly
+    assert repository.get_job("daily_backfill") and repository.get_job("reference_data")
+
+
+# --- the nightly run -----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("tick", "day"),
+    ("moment", "day"),
     [
-        (et(2025, 1, 9, 0, 30), "2025-01-08"),  # Wednesday's data, the night after
+        (et(2025, 1, 9, 0, 0, 30), "2025-01-08"),  # Wednesday's data, just after midnight
         (et(2024, 11, 30, 0, 30), "2024-11-29"),  # early close (13:00) the day after Thanksgiving
-        (et(2025, 1, 11, 0, 30), "2025-01-10"),  # the Saturday tick fetches Friday
+        (et(2025, 1, 11, 0, 30), "2025-01-10"),  # Saturday night fetches Friday
     ],
 )
-def test_schedule_requests_exactly_the_day_that_ended(tick: dt.datetime, day: str) -> None:
-    result = after_close_schedule(build_schedule_context(scheduled_execution_time=tick))
-    assert isinstance(result, RunRequest)
-    assert result.run_key == day
-    assert result.tags[START] == result.tags[END] == day
+def test_after_the_close_the_day_that_ended_is_requested_in_one_run(
+    instance: DagsterInstance, moment: dt.datetime, day: str
+) -> None:
+    with_reference(instance)
+    before = cal.last_trading_days(cal.previous_trading_day(day), 10)
+    materialized(instance, *[d.isoformat() for d in before])
+    result = tick(instance, moment)
+    assert not result.backfills  # one partition: a plain run, no backfill
+    (request,) = result.requests
+    assert request.partition_key == day
+    assert set(request.asset_selection or []) == set(DAILY)  # every daily asset in the same run
+
+
+def test_a_day_is_requested_only_once_its_partition_exists(instance: DagsterInstance) -> None:
+    with_reference(instance)
+    materialized(instance, *[d.isoformat() for d in cal.last_trading_days("2025-01-07", 10)])
+    assert tick(instance, et(2025, 1, 8, 23, 59)).requests == []  # the session is over, the day not yet
+    assert tick(instance, et(2025, 1, 9, 0, 1)).requested() == ["2025-01-08"]
 
 
 @pytest.mark.parametrize(
-    ("tick", "words"),
+    "moment",
     [
-        (et(2025, 1, 10, 0, 30), ["2025-01-09", "unscheduled closure"]),  # national day of mourning
-        (et(2025, 1, 12, 0, 30), ["2025-01-11 is a Saturday"]),
-        (et(2025, 12, 26, 0, 30), ["2025-12-25", "Christmas"]),
+        et(2025, 1, 10, 0, 30),  # 2025-01-09: national day of mourning, NYSE closed
+        et(2025, 1, 12, 0, 30),  # Saturday
+        et(2025, 12, 26, 0, 30),  # Christmas
+        et(2025, 7, 5, 9, 0),  # Independence Day
     ],
 )
-def test_schedule_skips_days_without_a_session_and_says_why(tick: dt.datetime, words: list[str]) -> None:
-    result = after_close_schedule(build_schedule_context(scheduled_execution_time=tick))
-    assert isinstance(result, SkipReason)
-    assert all(word in result.skip_message for word in words)
+def test_nothing_is_requested_after_a_day_without_session(instance: DagsterInstance, moment: dt.datetime) -> None:
+    with_reference(instance)
+    last = cal.previous_trading_day(moment.date())
+    materialized(instance, *[d.isoformat() for d in cal.last_trading_days(last, 10)])
+    assert tick(instance, moment).requests == []
 
 
-def test_nightly_ticks_fetch_every_trading_day_exactly_once() -> None:
-    requested = []
-    day = dt.date(2024, 1, 1)
-    while day <= dt.date(2025, 12, 31):
-        if day.isoweekday() in (2, 3, 4, 5, 6):  # the cron's Tuesday to Saturday
-            decision = bp.nightly_decision(dt.datetime.combine(day, dt.time(0, 30), tzinfo=NY))
-            if decision.request:
-                requested.append(decision.request.start)
-        day += dt.timedelta(days=1)
-    assert requested == cal.trading_days("2023-12-31", "2025-12-30")
-
-
-def test_a_day_is_ready_only_once_its_partition_exists() -> None:
-    assert bp.ready_at(dt.date(2025, 1, 8)) == et(2025, 1, 9, 0, 0)
-    assert bp.ready_at(dt.date(2024, 11, 29)) == et(2024, 11, 30, 0, 0)  # after-hours ended at 17:00
-    same_evening = bp.nightly_decision(et(2025, 1, 8, 20, 30))
-    assert same_evening.day == dt.date(2025, 1, 7)  # never the day that has not ended
-
-
-def _probe_asset(start_date: str):
-    partitions = DailyPartitionsDefinition(start_date=start_date, timezone="America/New_York",
-                                           exclusions=["0 0 * * 6,0"])
-
-    @asset(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run())
+def _probe(partitions: DailyPartitionsDefinition):
+    @asset(name="probe", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
+           automation_condition=DAILY_CONDITION)
     def probe() -> MaterializeResult:
         return MaterializeResult()
 
     return probe
 
 
+def test_nightly_evaluations_request_every_trading_day_exactly_once(instance: DagsterInstance) -> None:
+    """Every night of two months with every kind of closure (Thanksgiving and the early close after it, Christmas
+    Eve's early close, Christmas, New Year, the unscheduled closure of 2025-01-09, Martin Luther King Day): the
+    condition on the trading-day partitions against the calendar's trading days."""
+    probe = _probe(trading_day_partitions)
+    requested: list[str] = []
+    night = dt.date(2024, 11, 20)
+    with_cursor = None
+    while night <= dt.date(2025, 1, 25):
+        result = evaluate_automation_conditions(
+            defs=[probe], instance=instance, cursor=with_cursor,
+            evaluation_time=dt.datetime.combine(night, dt.time(0, 5), tzinfo=NY),
+        )
+        with_cursor = result.cursor
+        days = sorted(key for key in result.get_requested_partitions(probe.key) if key)
+        materialized(instance, *days, keys=[probe.key])
+        requested += days
+        night += dt.timedelta(days=1)
+    # the first evaluation catches up the two weeks up to 2024-11-19; then one trading day a night
+    assert requested == [d.isoformat() for d in cal.trading_days("2024-11-06", "2025-01-24")]
+
+
 def test_dagster_records_no_partition_for_a_day_that_has_not_ended(instance: DagsterInstance) -> None:
-    """Why the schedule runs after midnight: pins Dagster's behaviour. A distinct partitions definition for each
-    moment, as Dagster caches partition keys per (equal) definition on first use."""
+    """Why a day is only requested after midnight: pins Dagster's behaviour. A distinct partitions definition for
+    each moment, as Dagster caches partition keys per (equal) definition on first use."""
+
+    def probe(start_date: str):
+        return _probe(DailyPartitionsDefinition(start_date=start_date, timezone="America/New_York",
+                                                exclusions=["0 0 * * 6,0"]))
+
     day = {START: "2025-01-08", END: "2025-01-08"}
     with freeze_time(et(2025, 1, 8, 20, 30)):
-        evening = materialize([_probe_asset("2025-01-02")], instance=instance, tags=day)
+        evening = materialize([probe("2025-01-02")], instance=instance, tags=day)
     with freeze_time(et(2025, 1, 9, 0, 30)):
-        night = materialize([_probe_asset("2025-01-03")], instance=instance, tags=day)
+        night = materialize([probe("2025-01-03")], instance=instance, tags=day)
     assert [m.partition for m in evening.asset_materializations_for_node("probe")] == [None]
     assert [m.partition for m in night.asset_materializations_for_node("probe")] == ["2025-01-08"]
 
 
-# --- the catch-up sensor --------------------------------------------------------------------------------
-
-# Friday 2025-01-17 at noon: the window is the 10 trading days up to Thursday 01-16 (01-09 was closed).
-NOON = et(2025, 1, 17, 12, 0)
-WINDOW = cal.last_trading_days("2025-01-16", 10)
+# --- catching up ---------------------------------------------------------------------------------------------
 
 
-def _materialize(instance: DagsterInstance, *days: str, asset_key: str = "consolidated") -> None:
-    for day in days:
-        instance.report_runless_asset_event(AssetMaterialization(asset_key=asset_key, partition=day))
+def test_a_missing_week_is_one_backfill_and_one_run(instance: DagsterInstance) -> None:
+    with_reference(instance)
+    materialized(instance, *WINDOW[:4])  # missing: Friday 01-10, Monday 01-13 .. Thursday 01-16
+    result = tick(instance, NOON)
+    (backfill,) = result.backfills
+    assert result.requests == [backfill]
+    for key in DAILY:
+        assert result.requested(key) == WINDOW[4:], key
+    (run,) = first_backfill_runs(instance, backfill, NOON)
+    assert (run.tags[START], run.tags[END]) == ("2025-01-10", "2025-01-16")
+    assert set(run.asset_selection or []) == set(DAILY)
 
 
-def _with_reference(instance: DagsterInstance) -> None:
-    instance.report_runless_asset_event(AssetMaterialization(asset_key="corporate_actions"))
+def test_a_gap_with_a_present_day_in_it_is_one_run_per_range(instance: DagsterInstance) -> None:
+    """By design: the present day in between is not fetched again (the old catch-up re-fetched it)."""
+    with_reference(instance)
+    materialized(instance, *WINDOW[:5], "2025-01-14")  # missing: 01-13, 01-15, 01-16
+    result = tick(instance, NOON)
+    (backfill,) = result.backfills
+    assert result.requested() == ["2025-01-13", "2025-01-15", "2025-01-16"]
+    runs = first_backfill_runs(instance, backfill, NOON)
+    assert sorted((r.tags[START], r.tags[END]) for r in runs) == [("2025-01-13", "2025-01-13"),
+                                                                   ("2025-01-15", "2025-01-16")]
 
 
-def _tick(sensor, instance: DagsterInstance, definitions: Definitions, cursor: str | None = None) -> SensorResult:
-    result = sensor(build_sensor_context(instance=instance, cursor=cursor, definitions=definitions))
-    assert isinstance(result, SensorResult)
-    return result
+def test_requested_days_are_not_requested_again_while_in_flight(instance: DagsterInstance) -> None:
+    with_reference(instance)
+    materialized(instance, *WINDOW[:6])  # missing: 01-14, 01-15, 01-16
+    first = tick(instance, NOON)
+    submit_backfill(instance, first.backfills[0], NOON)
+    assert tick(instance, NOON + dt.timedelta(minutes=1), first.cursor).requests == []
+    # the state is the instance's: a lost cursor (sensor reset) changes nothing
+    assert tick(instance, NOON + dt.timedelta(minutes=2)).requests == []
+    # the first day done, the others still in flight: nothing new either
+    materialized(instance, "2025-01-14")
+    assert tick(instance, NOON + dt.timedelta(minutes=3), first.cursor).requests == []
 
 
-def _sensor_at(moment: dt.datetime, **kwargs):
-    return build_catch_up_sensor(clock=lambda: moment, **kwargs)
+def test_no_gap_no_request_and_days_before_the_window_are_left_alone(instance: DagsterInstance) -> None:
+    with_reference(instance)
+    materialized(instance, *WINDOW)  # 2024-12-31 and before: never materialized
+    assert tick(instance, NOON).requests == []
 
 
-def _run(
-    instance: DagsterInstance,
-    start: str | None,
-    end: str | None,
-    status: DagsterRunStatus,
-    at: dt.datetime,
-    run_key: str | None = None,
-    job_name: str = "daily_backfill",
-) -> str:
-    """A run as the daemon would have created it, finished (or not) at `at`."""
-    tags = {START: start, END: end} if start and end else {}
-    tags |= {dagster_tags.RUN_KEY_TAG: run_key} if run_key else {}
-    run = DagsterRun(job_name=job_name, run_id=str(uuid.uuid4()), tags=tags, status=DagsterRunStatus.NOT_STARTED)
-    with freeze_time(at):
-        instance.add_run(run)
-        if status == DagsterRunStatus.STARTED:
-            instance.handle_run_event(run.run_id, _event(DagsterEventType.RUN_START, job_name), at)
-        elif status == DagsterRunStatus.FAILURE:
-            instance.report_run_failed(run, "step raw_spy_bars failed: PolygonUnavailableError")
-    return run.run_id
+def test_the_window_is_two_weeks_of_trading_days(instance: DagsterInstance) -> None:
+    with_reference(instance)
+    assert tick(instance, NOON).requested() == WINDOW
+    # Tuesday after Martin Luther King Day: the latest partition is Friday 01-17, two weeks back from its end
+    assert tick(instance, et(2025, 1, 21, 9, 0)).requested() == [
+        "2025-01-06", "2025-01-07", "2025-01-08", "2025-01-10", "2025-01-13", "2025-01-14", "2025-01-15",
+        "2025-01-16", "2025-01-17"]
 
 
-def _event(kind: DagsterEventType, job_name: str):
-    from dagster._core.events import DagsterEvent
-
-    return DagsterEvent(event_type_value=kind.value, job_name=job_name)
-
-
-def test_catch_up_defaults() -> None:
-    assert catch_up_sensor.job_name == "daily_backfill"
-    assert catch_up_sensor.minimum_interval_seconds == 30 * 60
-    assert catch_up_sensor.default_status == DefaultSensorStatus.RUNNING
-    assert len(WINDOW) == 10 and WINDOW[0] == dt.date(2025, 1, 2)
-
-
-def test_catch_up_requests_one_run_over_the_gap_then_not_again(instance, definitions) -> None:
-    _with_reference(instance)
-    _materialize(instance, "2025-01-02", "2025-01-03", "2025-01-06", "2025-01-07", "2025-01-08", "2025-01-10",
-                 "2025-01-14")  # missing: 13, 15, 16
-
-    first = _tick(_sensor_at(NOON), instance, definitions)
-    assert len(first.run_requests) == 1
-    request = first.run_requests[0]
-    assert (request.tags[START], request.tags[END]) == ("2025-01-13", "2025-01-16")
-    assert request.run_key == "catch-up:2025-01-13..2025-01-16@2025-01-17T17:00Z"
-
-    # the next tick, before the daemon's run shows up: nothing new
-    again = _tick(_sensor_at(NOON + dt.timedelta(minutes=1)), instance, definitions, first.cursor)
-    assert not again.run_requests and "still in flight" in again.skip_reason.skip_message
-
-    # the daemon created the run and it is going: still nothing, and the cursor learns its id
-    run_id = _run(instance, "2025-01-13", "2025-01-16", DagsterRunStatus.STARTED, NOON, run_key=request.run_key)
-    later = _tick(_sensor_at(NOON + dt.timedelta(minutes=30)), instance, definitions, again.cursor)
-    assert not later.run_requests and run_id in later.skip_reason.skip_message
-    assert run_id in later.cursor
+def test_a_fresh_instance_fetches_reference_data_before_processing(instance: DagsterInstance) -> None:
+    first = tick(instance, NOON)
+    assert first.requested(REFERENCE) == [None]
+    assert first.requested(AssetKey("raw_spy_bars")) == WINDOW
+    # consolidated needs dividends (and its downstream needs consolidated): they wait
+    for name in ("consolidated", "training_dataset", "features", "daily_charts"):
+        assert first.requested(AssetKey(name)) == [], name
+    # the raw days and the reference data landed: the processed days follow, as one range
+    with_reference(instance)
+    materialized(instance, *WINDOW, keys=[k for k in DAILY if k.path[0].startswith(("raw_", "options_"))])
+    later = tick(instance, NOON + dt.timedelta(minutes=30), first.cursor)
+    assert later.requested(AssetKey("consolidated")) == WINDOW
+    assert later.requested(AssetKey("raw_spy_bars")) == []
+    (run,) = first_backfill_runs(instance, later.backfills[0], NOON + dt.timedelta(minutes=30))
+    assert (run.tags[START], run.tags[END]) == (WINDOW[0], WINDOW[-1])
 
 
-def test_a_failed_catch_up_run_is_requested_again_after_the_cool_down(instance, definitions) -> None:
-    _with_reference(instance)
-    _materialize(instance, *[d.isoformat() for d in WINDOW[:5]])  # missing: 01-10 .. 01-16
-    first = _tick(_sensor_at(NOON), instance, definitions)
-    request = first.run_requests[0]
-    assert (request.tags[START], request.tags[END]) == ("2025-01-10", "2025-01-16")
-
-    failed_at = NOON + dt.timedelta(minutes=20)
-    run_id = _run(instance, "2025-01-10", "2025-01-16", DagsterRunStatus.FAILURE, failed_at, run_key=request.run_key)
-
-    cooling = _tick(_sensor_at(failed_at + dt.timedelta(minutes=30)), instance, definitions, first.cursor)
-    assert not cooling.run_requests
-    assert "cooling down" in cooling.skip_reason.skip_message and run_id in cooling.skip_reason.skip_message
-
-    retry = _tick(_sensor_at(failed_at + dt.timedelta(minutes=61)), instance, definitions, cooling.cursor)
-    assert len(retry.run_requests) == 1
-    # a day that failed before goes alone, so that one bad day cannot hold the week back
-    assert (retry.run_requests[0].tags[START], retry.run_requests[0].tags[END]) == ("2025-01-10", "2025-01-10")
-    assert retry.run_requests[0].run_key != request.run_key
+# --- failures ------------------------------------------------------------------------------------------------
 
 
-def test_a_day_that_keeps_failing_is_paused(instance, definitions) -> None:
-    _with_reference(instance)
-    _materialize(instance, *[d.isoformat() for d in WINDOW if d != dt.date(2025, 1, 15)])
-    for hours in (1, 3, 5):
-        _run(instance, "2025-01-15", "2025-01-15", DagsterRunStatus.FAILURE, NOON - dt.timedelta(hours=hours))
-    result = _tick(_sensor_at(NOON), instance, definitions)
-    assert not result.run_requests and "3 failed runs" in result.skip_reason.skip_message
-    # a day later those failures have aged out: tried again
-    resumed = _tick(_sensor_at(NOON + dt.timedelta(hours=24)), instance, definitions)
-    assert [r.tags[START] for r in resumed.run_requests] == ["2025-01-15"]
+@pytest.fixture
+def failing_polygon(sandbox_env, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Resources whose Polygon answers 401 (a wrong key): the raw steps fail at once (no retry, see
+    POLYGON_RETRY_POLICY), their downstream steps are skipped."""
+    monkeypatch.setenv("POLYGON_API_KEY", "wrong-key")
+    return {"polygon": PolygonResource(), "store": ParquetStoreResource()}
 
 
-def test_no_gap_is_a_skip(instance, definitions) -> None:
-    _with_reference(instance)
-    _materialize(instance, *[d.isoformat() for d in WINDOW])
-    result = _tick(_sensor_at(NOON), instance, definitions)
-    assert not result.run_requests
-    assert "no gap" in result.skip_reason.skip_message
+def test_a_failed_day_is_not_requested_again_and_does_not_hold_the_others(
+    instance: DagsterInstance, failing_polygon: dict
+) -> None:
+    with_reference(instance)
+    materialized(instance, *WINDOW[:5])  # missing: 01-13 .. 01-16
+    with freeze_time(NOON):
+        failed = materialize(location.DAILY_ASSETS, instance=instance, resources=failing_polygon,
+                             tags={START: "2025-01-15", END: "2025-01-16"}, raise_on_error=False)
+    assert not failed.success
+    for later in (dt.timedelta(minutes=5), dt.timedelta(hours=2), dt.timedelta(hours=11)):
+        result = tick(instance, NOON + later)
+        for key in DAILY:  # raw assets failed, processed ones were skipped: none of them again
+            assert result.requested(key) == ["2025-01-13", "2025-01-14"], (key, later)
+    # days later, with a new day to fetch: still not
+    assert tick(instance, et(2025, 1, 21, 9, 0)).requested() == ["2025-01-13", "2025-01-14", "2025-01-17"]
+    # a run by hand that succeeds makes them ordinary days again
+    materialized(instance, "2025-01-13", "2025-01-14", "2025-01-15", "2025-01-16", "2025-01-17")
+    assert tick(instance, et(2025, 1, 21, 9, 0)).requests == []
 
 
-def test_today_waits_for_its_partition_and_the_nightly_run(instance, definitions) -> None:
-    _with_reference(instance)
-    # only 01-16 missing (and the window is a day earlier before 01:30, from 2024-12-31)
-    _materialize(instance, *[d.isoformat() for d in cal.last_trading_days("2025-01-15", 11)])
-    # 01:00 ET on the 17th: 01-16 exists as a partition, but the nightly run (00:30) gets 90 minutes first
-    early = _tick(_sensor_at(et(2025, 1, 17, 1, 0)), instance, definitions)
-    assert not early.run_requests and "no gap" in early.skip_reason.skip_message
-    late = _tick(_sensor_at(et(2025, 1, 17, 1, 31)), instance, definitions)
-    assert [(r.tags[START], r.tags[END]) for r in late.run_requests] == [("2025-01-16", "2025-01-16")]
+def test_a_failed_raw_day_holds_back_its_processed_day(instance: DagsterInstance, failing_polygon: dict) -> None:
+    with_reference(instance)
+    materialized(instance, *WINDOW[:-1])  # missing: 01-16
+    raw_spy_bars = next(a for a in location.DAILY_ASSETS if AssetKey("raw_spy_bars") in a.keys)
+    with freeze_time(NOON):
+        assert not materialize([raw_spy_bars], instance=instance, resources=failing_polygon,
+                               partition_key="2025-01-16", raise_on_error=False).success
+    result = tick(instance, NOON + dt.timedelta(minutes=5))
+    assert result.requested(AssetKey("raw_spy_bars")) == []
+    # the other raw assets of the day are fetched, but nothing that needs SPY's bars of that day
+    assert result.requested(AssetKey("raw_vix_bars")) == ["2025-01-16"]
+    for name in ("options_contracts", "consolidated", "training_dataset", "daily_charts"):
+        assert result.requested(AssetKey(name)) == [], name
 
 
-def test_days_in_flight_in_another_run_are_left_alone(instance, definitions) -> None:
-    _with_reference(instance)
-    _materialize(instance, *[d.isoformat() for d in WINDOW[:7]])  # missing: 01-14, 01-15, 01-16
-    scheduled = _run(instance, "2025-01-16", "2025-01-16", DagsterRunStatus.STARTED, NOON, run_key="2025-01-16")
-    result = _tick(_sensor_at(NOON), instance, definitions)
-    assert [(r.tags[START], r.tags[END]) for r in result.run_requests] == [("2025-01-14", "2025-01-15")]
-    assert scheduled not in result.cursor  # not this sensor's run
+# --- reference data ------------------------------------------------------------------------------------------
 
 
-def test_a_fresh_instance_waits_for_reference_data(instance, definitions) -> None:
-    result = _tick(_sensor_at(NOON), instance, definitions)
-    assert not result.run_requests and "reference_data" in result.skip_reason.skip_message
-    _with_reference(instance)
-    result = _tick(_sensor_at(NOON), instance, definitions)
-    assert [(r.tags[START], r.tags[END]) for r in result.run_requests] == [("2025-01-02", "2025-01-16")]
-
-
-def test_the_window_is_a_knob(instance, definitions) -> None:
-    _with_reference(instance)
-    result = _tick(_sensor_at(NOON, lookback_days=3), instance, definitions)
-    assert [(r.tags[START], r.tags[END]) for r in result.run_requests] == [("2025-01-14", "2025-01-16")]
-
-
-def test_an_unreadable_cursor_is_a_fresh_start(instance, definitions) -> None:
-    _with_reference(instance)
-    _materialize(instance, *[d.isoformat() for d in WINDOW[:-1]])
-    result = _tick(_sensor_at(NOON), instance, definitions, cursor="{not json")
-    assert [r.tags[START] for r in result.run_requests] == ["2025-01-16"]
-    assert bp.CatchUpCursor.from_json(result.cursor).requests[0].start == "2025-01-16"
-
-
-def test_cursor_round_trips() -> None:
-    cursor = bp.CatchUpCursor((bp.PendingRequest("k", "2025-01-02", "2025-01-03", NOON.isoformat(), "r1"),))
-    assert bp.CatchUpCursor.from_json(cursor.to_json()) == cursor
-    assert bp.CatchUpCursor.from_json('{"version": 99, "requests": []}') == bp.CatchUpCursor()
-    garbled = bp.CatchUpCursor((bp.PendingRequest("k", "2025-01-02", "2025-01-03", "yesterday"),))
-    plan = bp.plan_catch_up(NOON, materialized=[], runs=[], cursor=garbled)
-    assert plan.run_key and plan.cursor.run_keys() == [plan.run_key]  # the unreadable request is dropped
-
-
-# --- reference data -------------------------------------------------------------------------------------
-
-
-def test_reference_data_is_due_weekly_on_sunday_noon() -> None:
-    assert bp.reference_due_since(et(2025, 1, 19, 11, 59)) == et(2025, 1, 12, 12, 0)
-    assert bp.reference_due_since(et(2025, 1, 19, 12, 0)) == et(2025, 1, 19, 12, 0)
-    assert bp.reference_due_since(et(2025, 1, 22, 3, 0)) == et(2025, 1, 19, 12, 0)
-
-
-def test_reference_sensor_refreshes_when_absent_or_stale(instance, definitions) -> None:
-    sensor = build_reference_sensor(clock=lambda: et(2025, 1, 17, 12, 0))
-    assert sensor.job_name == "reference_data"
-    first = _tick(sensor, instance, definitions)
-    assert [r.run_key for r in first.run_requests] == ["reference:2025-01-17T17:00Z"]
-    # the next tick, before the daemon's run shows up: nothing new
-    waiting = _tick(build_reference_sensor(clock=lambda: et(2025, 1, 17, 12, 1)), instance, definitions, first.cursor)
-    assert not waiting.run_requests
-
+def test_reference_data_when_missing_then_weekly_on_sunday_noon(instance: DagsterInstance) -> None:
+    materialized(instance, *WINDOW)
+    first = tick(instance, et(2025, 1, 17, 12, 0))
+    assert first.requested(REFERENCE) == [None]
     with freeze_time(et(2025, 1, 17, 12, 5)):
-        _with_reference(instance)
-    fresh = _tick(build_reference_sensor(clock=lambda: et(2025, 1, 18, 9, 0)), instance, definitions, first.cursor)
-    assert not fresh.run_requests and "fresh" in fresh.skip_reason.skip_message
-    stale = _tick(build_reference_sensor(clock=lambda: et(2025, 1, 19, 12, 30)), instance, definitions)
-    assert len(stale.run_requests) == 1
+        with_reference(instance)
+    cursor = first.cursor
+    for moment in (et(2025, 1, 18, 9, 0), et(2025, 1, 19, 11, 59)):  # fresh until Sunday noon
+        result = tick(instance, moment, cursor)
+        assert result.requested(REFERENCE) == [], moment
+        cursor = result.cursor
+    due = tick(instance, et(2025, 1, 19, 12, 0, 30), cursor)
+    assert due.requested(REFERENCE) == [None]
+    assert tick(instance, et(2025, 1, 19, 12, 1), due.cursor).requested(REFERENCE) == []  # once
 
 
-def test_reference_sensor_cools_down_after_a_failure(instance, definitions) -> None:
-    failed_at = et(2025, 1, 17, 11, 30)
-    _run(instance, None, None, DagsterRunStatus.FAILURE, failed_at, job_name="reference_data")
-    cooling = _tick(build_reference_sensor(clock=lambda: failed_at + dt.timedelta(minutes=10)), instance, definitions)
-    assert not cooling.run_requests and "cooling down" in cooling.skip_reason.skip_message
-    retry = _tick(build_reference_sensor(clock=lambda: failed_at + dt.timedelta(minutes=70)), instance, definitions)
-    assert len(retry.run_requests) == 1
+def test_a_missed_sunday_is_made_up_at_the_first_evaluation_after(instance: DagsterInstance) -> None:
+    with_reference(instance)
+    saturday = tick(instance, et(2025, 1, 18, 9, 0))
+    assert saturday.requested(REFERENCE) == []
+    # the daemon was off from Saturday to Monday night
+    assert tick(instance, et(2025, 1, 20, 23, 0), saturday.cursor).requested(REFERENCE) == [None]
 
 
-# --- failures and retries -------------------------------------------------------------------------------
+def test_failed_reference_data_waits_for_the_next_sunday(instance: DagsterInstance, failing_polygon: dict) -> None:
+    reference = location.REFERENCE_ASSETS
+    with freeze_time(et(2025, 1, 17, 11, 30)):
+        assert not materialize(reference, instance=instance, resources=failing_polygon, raise_on_error=False).success
+    friday = tick(instance, et(2025, 1, 17, 12, 0))
+    assert friday.requested(REFERENCE) == []
+    saturday = tick(instance, et(2025, 1, 18, 12, 0), friday.cursor)
+    assert saturday.requested(REFERENCE) == []
+    assert tick(instance, et(2025, 1, 19, 12, 1), saturday.cursor).requested(REFERENCE) == [None]
 
 
-def test_run_failure_logger_logs_job_range_and_the_first_line_of_the_error(instance) -> None:
+# --- failures and retries ------------------------------------------------------------------------------------
+
+
+def test_run_failure_logger_logs_job_range_and_the_first_line_of_the_error(instance: DagsterInstance) -> None:
     @op
     def fetch() -> None:
         raise RuntimeError("gave up on /v2/aggs after 7 attempts: last problem HTTP 503\nmore detail")
@@ -400,10 +472,12 @@ def test_run_failure_logger_logs_job_range_and_the_first_line_of_the_error(insta
 
 
 def test_failure_fields_without_steps_use_the_run_message() -> None:
-    fields = bp.failure_fields(job="reference_data", run_id="r", tags={}, step_errors=[],
+    fields = rf.failure_fields(job="reference_data", run_id="r", tags={}, step_errors=[],
                                run_message="\n  run worker died\n")
     assert fields == {"job": "reference_data", "run_id": "r", "partitions": "none", "error": "run worker died"}
-    assert bp.failure_line(fields).startswith('run failed: job="reference_data"')
+    assert rf.failure_line(fields).startswith('run failed: job="reference_data"')
+    assert rf.run_partitions({rf.PARTITION_TAG: "2025-01-08"}) == "2025-01-08"
+    assert rf.run_partitions({START: "2025-01-08", END: "2025-01-08"}) == "2025-01-08"
 
 
 def test_polygon_retry_policy() -> None:
@@ -412,14 +486,6 @@ def test_polygon_retry_policy() -> None:
 
 
 def test_tag_names_are_dagsters() -> None:
-    assert bp.RANGE_START_TAG == dagster_tags.ASSET_PARTITION_RANGE_START_TAG
-    assert bp.RANGE_END_TAG == dagster_tags.ASSET_PARTITION_RANGE_END_TAG
-    assert bp.PARTITION_TAG == dagster_tags.PARTITION_NAME_TAG
-
-
-def test_the_jobs_resolve_in_definitions(definitions: Definitions) -> None:
-    repository = definitions.get_repository_def()
-    assert repository.get_schedule_def("after_close_schedule").job_name == "daily_backfill"
-    assert {s.name for s in repository.sensor_defs} == {"catch_up_sensor", "reference_refresh_sensor",
-                                                        "run_failure_logger"}
-    assert repository.get_sensor_def("reference_refresh_sensor").job_name == "reference_data"
+    assert rf.RANGE_START_TAG == dagster_tags.ASSET_PARTITION_RANGE_START_TAG
+    assert rf.RANGE_END_TAG == dagster_tags.ASSET_PARTITION_RANGE_END_TAG
+    assert rf.PARTITION_TAG == dagster_tags.PARTITION_NAME_TAG

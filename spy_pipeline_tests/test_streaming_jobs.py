@@ -51,8 +51,7 @@ def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
             outputs = {e.step_key: {k: v.value for k, v in (e.event_specific_data.metadata or {}).items()}
                        for e in stream.all_events if e.event_type_value == "STEP_OUTPUT"}
             intraday = defs.resolve_job_def("intraday_refresh").execute_in_process(
-                run_config={"ops": {"intraday_consolidated": {"config": {"date": DAY.isoformat()}}}},
-                instance=instance)
+                partition_key=DAY.isoformat(), instance=instance)
             assert intraday.success
             daily = materialize([*RAW_DAILY_ASSETS, consolidated], resources=defs.resources, instance=instance,
                                 partition_key=DAY.isoformat())

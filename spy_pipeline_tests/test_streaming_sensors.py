@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SensorResult, build_sensor_context
 
+from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.defs.streaming.sensors import (
     STALLED_TAG,
     build_intraday_sensor,
@@ -48,8 +49,8 @@ def skipped(result: SensorResult) -> str:
     return result.skip_reason.skip_message if result.skip_reason else ""
 
 
-def tick(sensor, instance: DagsterInstance, cursor: str | None = None) -> SensorResult:
-    result = sensor(build_sensor_context(instance=instance, cursor=cursor))
+def tick(sensor, instance: DagsterInstance, cursor: str | None = None, **resources: object) -> SensorResult:
+    result = sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources or None))
     assert isinstance(result, SensorResult)
     return result
 
@@ -183,23 +184,44 @@ def test_intraday_sensor_requests_on_new_batches_at_most_once_per_interval(
 ) -> None:
     clock = {"now": et(TRADING_DAY, "10:05")}
     sensor = build_intraday_sensor(clock=lambda: clock["now"], interval=dt.timedelta(minutes=5))
-    nothing = tick(sensor, instance)
+    store = ParquetStoreResource(data_dir=str(data_dir))
+    nothing = tick(sensor, instance, store=store)
     assert "no new micro-batch" in skipped(nothing)
 
     _land(data_dir, TRADING_DAY, 0)
-    first = tick(sensor, instance, nothing.cursor)
+    elsewhere = ParquetStoreResource(data_dir=str(data_dir.parent / "elsewhere"))
+    assert "no new micro-batch" in skipped(tick(sensor, instance, nothing.cursor, store=elsewhere))  # the store's dir
+    first = tick(sensor, instance, nothing.cursor, store=store)
     (request,) = first.run_requests
     assert request.job_name == "intraday_refresh" and request.run_key == f"intraday-{TRADING_DAY}-1"
-    assert request.run_config["ops"]["intraday_consolidated"]["config"]["date"] == str(TRADING_DAY)
+    assert request.partition_key == str(TRADING_DAY) and not request.run_config  # the day is the partition
 
     _land(data_dir, TRADING_DAY, 1)
     clock["now"] += dt.timedelta(minutes=2)
-    waiting = tick(sensor, instance, first.cursor)
+    waiting = tick(sensor, instance, first.cursor, store=store)
     assert "next refresh in 180 s" in skipped(waiting)
 
     clock["now"] += dt.timedelta(minutes=3)
-    (second,) = tick(sensor, instance, waiting.cursor).run_requests
-    assert second.run_key == f"intraday-{TRADING_DAY}-2"
+    (second,) = tick(sensor, instance, waiting.cursor, store=store).run_requests
+    assert second.run_key == f"intraday-{TRADING_DAY}-2" and second.partition_key == str(TRADING_DAY)
+
+
+def test_the_streamed_day_is_an_intraday_partition_during_its_session() -> None:
+    """The daily assets' partition for a day exists only from the next midnight; the intraday one during the day."""
+    from dagster._core.test_utils import freeze_time
+
+    from spy_pipeline.defs.partitions import trading_day_partitions
+    from spy_pipeline.defs.streaming.intraday_assets import intraday_consolidated, intraday_partitions
+
+    assert intraday_consolidated.partitions_def == intraday_partitions
+    with freeze_time(et(TRADING_DAY, "09:31")):
+        assert intraday_partitions.has_partition_key(str(TRADING_DAY))
+        assert not trading_day_partitions.has_partition_key(str(TRADING_DAY))
+        assert not intraday_partitions.has_partition_key("2025-01-09")  # closed: never a partition
+        assert intraday_partitions.get_last_partition_key() == str(TRADING_DAY)
+    with freeze_time(et(dt.date(2025, 11, 28), "12:00")):  # early close day, after Thanksgiving
+        keys = intraday_partitions.get_partition_keys()
+        assert keys[-2:] == ["2025-11-26", "2025-11-28"]
 
 
 def test_intraday_plan_starts_over_each_day() -> None:
@@ -223,9 +245,11 @@ def test_intraday_sensor_follows_today_and_every_running_session(instance: Dagst
     _land(data_dir, replayed, 0)
     _land(data_dir, replayed, 1)
     sensor = build_intraday_sensor(clock=lambda: et(TRADING_DAY, "10:05"))
-    result = tick(sensor, instance)
+    store = ParquetStoreResource(data_dir=str(data_dir))
+    result = tick(sensor, instance, store=store)
     assert sorted(r.run_key for r in result.run_requests) == [f"intraday-{replayed}-2", f"intraday-{TRADING_DAY}-1"]
-    assert "no new micro-batch" in skipped(tick(sensor, instance, result.cursor)).split(";")[0]
+    assert sorted(r.partition_key for r in result.run_requests) == [str(replayed), str(TRADING_DAY)]
+    assert "no new micro-batch" in skipped(tick(sensor, instance, result.cursor, store=store)).split(";")[0]
 
 
 def _schedule_tick(instance: DagsterInstance, moment: dt.datetime):

@@ -203,8 +203,8 @@ def test_e_sensors_and_schedules_on_the_automation_page(ui: UI) -> None:
 
     sensors = sorted(sensor.name for sensor in defs.sensors or [])
     schedules = sorted(schedule.name for schedule in defs.schedules or [])
-    assert {"catch_up_sensor", "reference_refresh_sensor", "run_failure_logger"} <= set(sensors), sensors
-    assert "after_close_schedule" in schedules, schedules
+    assert {"automation_condition_sensor", "run_failure_logger"} <= set(sensors), sensors
+    assert "stream_compaction_schedule" in schedules, schedules
     with ui.page("e_automation", "/automation") as page:
         for kind, name in [("sensors", n) for n in sensors] + [("schedules", n) for n in schedules]:
             link = page.get_by_role("link").filter(has_text=re.compile(rf"^{re.escape(name)}")).first
@@ -213,6 +213,7 @@ def test_e_sensors_and_schedules_on_the_automation_page(ui: UI) -> None:
         # the instance's state as set by the fixture: the failure logger on, the run-starting ones stopped
         row = page.locator("[data-index]")
         switch = {name: row.filter(has=page.get_by_role("link").filter(has_text=re.compile(rf"^{re.escape(name)}")))
-                  .get_by_role("checkbox").last for name in ("run_failure_logger", "catch_up_sensor")}
+                  .get_by_role("checkbox").last for name in ("run_failure_logger", "automation_condition_sensor")}
         expect(switch["run_failure_logger"], "run_failure_logger is not shown running").to_be_checked()
-        expect(switch["catch_up_sensor"], "catch_up_sensor is not shown stopped").not_to_be_checked()
+        expect(switch["automation_condition_sensor"], "automation_condition_sensor is not shown stopped") \
+            .not_to_be_checked()

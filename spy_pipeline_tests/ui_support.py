@@ -97,10 +97,11 @@ def stop_automation() -> list[str]:
     """Stop every schedule and every sensor but the run-status ones in the instance of DAGSTER_HOME, for the code
     location `dagster dev` loads from the working directory ([tool.dagster] in pyproject.toml, workspace.yaml).
 
-    They start RUNNING by default and would start runs of their own while the UI is looked at: the catch-up
-    sensor backfills the ten trading days before *today* (a 90 s run on two cores), the schedule fires at
-    00:30 ET, the streaming sensors during market hours. Run-status sensors only react to runs. This is what
-    `dagster sensor stop NAME` does, for all of them with one code server instead of one each."""
+    They start RUNNING by default and would start runs of their own while the UI is looked at: the automation
+    condition sensor backfills the trading days of the two weeks before *today* (a 90 s run on two cores) and
+    the day that ended at every midnight, the streaming sensors during market hours. Run-status sensors only
+    react to runs. This is what `dagster sensor stop NAME` does, for all of them with one code server instead
+    of one each."""
     from dagster import __version__
     from dagster._cli.workspace.cli_target import RepositoryOpts, WorkspaceOpts, get_repository_from_cli_opts
     from dagster._core.definitions.sensor_definition import SensorType

@@ -65,8 +65,7 @@ def simulate(
                 lines += [f"    {row}" for row in str(compaction["reconciliation"]).splitlines()]
         if all(r.success for r in results):
             intraday = defs.resolve_job_def("intraday_refresh").execute_in_process(
-                instance=instance, raise_on_error=False,
-                run_config={**QUIET_CONSOLE, "ops": {"intraday_consolidated": {"config": {"date": day.isoformat()}}}},
+                instance=instance, raise_on_error=False, partition_key=day.isoformat(), run_config=QUIET_CONSOLE,
             )
             results.append(intraday)
             for event in intraday.get_asset_materialization_events():

@@ -14,6 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.metadata import markdown_table, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
@@ -30,6 +31,7 @@ PROCESSED_ASSET_ARGS = {
     "backfill_policy": BackfillPolicy.single_run(),
     "group_name": "processed",
     "kinds": {"polars", "parquet"},
+    "automation_condition": DAILY_CONDITION,
 }
 # The same day and the trading day before it (indicator warm-up, 24 h of news).
 WITH_PREVIOUS_DAY = TimeWindowPartitionMapping(

@@ -13,6 +13,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
@@ -32,6 +33,7 @@ RAW_ASSET_ARGS = {
     "pool": POLYGON_POOL,
     "kinds": {"polygon", "parquet"},
     "retry_policy": POLYGON_RETRY_POLICY,
+    "automation_condition": DAILY_CONDITION,
 }
 
 

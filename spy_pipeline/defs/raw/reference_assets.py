@@ -5,6 +5,7 @@ import time
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
+from spy_pipeline.defs.automation.conditions import REFERENCE_CONDITION
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
@@ -56,6 +57,7 @@ def raw_news(
 
 
 @asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"}, retry_policy=POLYGON_RETRY_POLICY,
+       automation_condition=REFERENCE_CONDITION,
        metadata={"path": "raw/corporate_actions/{dividends,splits}.parquet"})
 @no_retry_on_permanent_errors
 def corporate_actions(

@@ -4,6 +4,7 @@ import base64
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
@@ -33,6 +34,7 @@ def inline_image(title: str, figure) -> MetadataValue:
 @asset(
     partitions_def=trading_day_partitions,
     backfill_policy=BackfillPolicy.single_run(),
+    automation_condition=DAILY_CONDITION,
     group_name="reports",
     kinds={"matplotlib", "png"},
     deps=[consolidated, options_movement],

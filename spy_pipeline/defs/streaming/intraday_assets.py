@@ -1,16 +1,30 @@
-"""intraday_consolidated: today's consolidated dataset from what the streaming session has landed so far.
+"""intraday_consolidated: a trading day's consolidated dataset from what its streaming session has landed so far.
 
 The same consolidation as the daily `consolidated` asset (spy_pipeline.domain.consolidate), fed by the session's
 micro-batches instead of the raw partitions; requested by intraday_sensor as new batches land.
+
+Partitioned by NYSE trading day like the daily assets, but the day being streamed must already be a partition:
+`trading_day_partitions` only has a day from the following midnight, so these partitions run one ahead
+(end_offset=1). With exclusions Dagster then also shows the next trading day on a weekend or holiday
+(dagster#33551); harmless here, as nothing lands for a day before its session.
 """
 
 
 import time
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset, define_asset_job
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+)
 from pydantic import Field
 
 from spy_pipeline.defs.metadata import table_schema, timing
+from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import consolidate_day
@@ -19,13 +33,20 @@ from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
 INTRADAY_JOB = "intraday_refresh"
 
+intraday_partitions = DailyPartitionsDefinition(
+    start_date=cal.FIRST_TRADING_DAY.isoformat(),
+    timezone=str(cal.NEW_YORK),
+    exclusions=list(trading_day_partitions.exclusions),
+    end_offset=1,  # today is a partition during its session
+)
+
 
 class IntradayConfig(Config):
-    date: str | None = Field(default=None, description="Trading day YYYY-MM-DD (default: today in New York)")
     risk_free_rate: float = Field(default=0.045, description="Continuously compounded risk-free rate, per year")
 
 
 @asset(
+    partitions_def=intraday_partitions,
     group_name="streaming",
     kinds={"polars", "parquet"},
     metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "intraday/consolidated/{date}.parquet"},
@@ -33,10 +54,10 @@ class IntradayConfig(Config):
 def intraday_consolidated(
     context: AssetExecutionContext, config: IntradayConfig, store: ParquetStoreResource
 ) -> MaterializeResult:
-    """Option minute bars of today's streaming session joined to SPY's minutes, with indicators, VIX, news,
+    """Option minute bars of the day's streaming session joined to SPY's minutes, with indicators, VIX, news,
     IV and greeks: the daily consolidation on the data landed so far (replaced at every refresh)."""
     started = time.monotonic()
-    day = cal.require_trading_day(cal.parse_date(config.date) if config.date else cal.new_york_date())
+    day = cal.require_trading_day(cal.parse_date(context.partition_key))
     root = store.data_root
     inputs = intraday_inputs(root, day, config.risk_free_rate)
     frame = consolidate_day(inputs)
@@ -57,5 +78,6 @@ def intraday_consolidated(
 
 intraday_refresh_job = define_asset_job(
     name=INTRADAY_JOB, selection=[intraday_consolidated],
-    description="Refresh today's intraday consolidated dataset from the streaming session's micro-batches.",
+    description="Refresh a day's intraday consolidated dataset (partition: the streamed day) from its session's "
+    "micro-batches.",
 )

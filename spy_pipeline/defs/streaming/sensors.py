@@ -1,6 +1,8 @@
 """The streaming sensors: start a session before each open, watch its heartbeat, refresh the intraday view.
 
 Thin shells over spy_pipeline.streaming.planning; each takes a `clock` so tests can set the market time.
+intraday_sensor stays a sensor, not an automation condition: a landed micro-batch file is not a Dagster event
+(the session writes files, not materializations), so something has to look at the files.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import RunRecord
 
 from spy_pipeline.defs.automation.sensors import utc_now
+from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.defs.streaming.intraday_assets import INTRADAY_JOB
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, STREAM_JOB
 from spy_pipeline.domain import trading_calendar as cal
@@ -177,17 +180,17 @@ def build_intraday_sensor(
     @sensor(
         name=name, job_name=INTRADAY_JOB, minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        description=f"Refreshes intraday_consolidated when today's session landed new micro-batches, at most every "
-        f"{interval.total_seconds() / 60:g} min per day (today's, and the day of every running session: a "
-        "simulation replays a past day).",
+        description=f"Refreshes intraday_consolidated (partition: the day) when a session landed new micro-batches, "
+        f"at most every {interval.total_seconds() / 60:g} min per day (today's, and the day of every running "
+        "session: a simulation replays a past day).",
     )
-    def _intraday(context: SensorEvaluationContext) -> SensorResult:
+    def _intraday(context: SensorEvaluationContext, store: ParquetStoreResource) -> SensorResult:
         now = clock()
         running = running_sessions(context.instance)
         # today, and the day of every running session (a simulation replays a past day)
         days = sorted({cal.new_york_date(now), *(_session_day(record) for record in running)})
         cursors = load_day_cursors(context.cursor)
-        root = as_data_root(load_settings().data_dir)
+        root = store.data_root
         requests, reasons, kept = [], [], {}
         for day in days:
             files = sum(landed_sources(root, day).values()) if cal.is_trading_day(day) else 0
@@ -195,10 +198,8 @@ def build_intraday_sensor(
             kept[day.isoformat()] = plan.cursor
             reasons.append(plan.reason)
             if plan.day is not None and plan.run_key is not None:
-                requests.append(RunRequest(
-                    run_key=plan.run_key, job_name=INTRADAY_JOB, tags={TRIGGER_TAG: name},
-                    run_config={"ops": {"intraday_consolidated": {"config": {"date": plan.day.isoformat()}}}},
-                ))
+                requests.append(RunRequest(run_key=plan.run_key, job_name=INTRADAY_JOB,
+                                           partition_key=plan.day.isoformat(), tags={TRIGGER_TAG: name}))
         context.log.info("; ".join(reasons))
         cursor = dump_day_cursors(kept)
         if not requests:
