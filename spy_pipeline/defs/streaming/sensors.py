@@ -1,6 +1,7 @@
 """The streaming sensors: start a session before each open, watch its heartbeat, refresh the intraday view.
 
 Thin shells over spy_pipeline.streaming.planning; each takes a `clock` so tests can set the market time.
+The health sensor reads heartbeats from the `store` resource's data dir, the one the session writes to.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import RunRecord
 
 from spy_pipeline.defs.automation.sensors import utc_now
+from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.defs.streaming.intraday_assets import INTRADAY_JOB
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, STREAM_JOB
 from spy_pipeline.domain import trading_calendar as cal
@@ -125,10 +127,10 @@ def build_stream_health_sensor(
         f"{STALLED_TAG} with the reason and terminated (marked failed if its process is gone); "
         "market_open_sensor then starts a new one while the market is open.",
     )
-    def _health(context: SensorEvaluationContext) -> SensorResult:
+    def _health(context: SensorEvaluationContext, store: ParquetStoreResource) -> SensorResult:
         now = clock()
         instance = context.instance
-        root = as_data_root(load_settings().data_dir)
+        root = store.data_root
         running = running_sessions(instance)
         stalled = 0
         for record in running:
