@@ -14,7 +14,9 @@ from spy_pipeline.defs.metadata import table_schema, timing
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.rates import MAX_RISK_FREE_RATE, MIN_RISK_FREE_RATE
 from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
 INTRADAY_JOB = "intraday_refresh"
@@ -22,7 +24,10 @@ INTRADAY_JOB = "intraday_refresh"
 
 class IntradayConfig(Config):
     date: str | None = Field(default=None, description="Trading day YYYY-MM-DD (default: today in New York)")
-    risk_free_rate: float = Field(default=0.045, description="Continuously compounded risk-free rate, per year")
+    risk_free_rate: float | None = Field(
+        default=None, ge=MIN_RISK_FREE_RATE, le=MAX_RISK_FREE_RATE,
+        description="Continuously compounded risk-free rate per year (default: SPY_PIPELINE_RISK_FREE_RATE)",
+    )
 
 
 @asset(
@@ -38,7 +43,8 @@ def intraday_consolidated(
     started = time.monotonic()
     day = cal.require_trading_day(cal.parse_date(config.date) if config.date else cal.new_york_date())
     root = store.data_root
-    inputs = intraday_inputs(root, day, config.risk_free_rate)
+    rate = config.risk_free_rate if config.risk_free_rate is not None else load_settings().risk_free_rate
+    inputs = intraday_inputs(root, day, rate)
     frame = consolidate_day(inputs)
     written = store.write_day(frame, day, "intraday")
     last = frame["timestamp"].max() if frame.height else None
