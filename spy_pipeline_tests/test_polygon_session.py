@@ -16,7 +16,7 @@ from spy_pipeline.domain.market_clock import WallClock
 from spy_pipeline.logs import redact
 from spy_pipeline.polygon.session import open_polygon, open_stream_endpoint
 from spy_pipeline.polygon.websocket import POLYGON_FEED, WebSocketAuthError, websocket_client
-from spy_pipeline.sandbox.websocket import SimClock
+from spy_pipeline.sandbox.replay_clock import SimClock
 from spy_pipeline.settings import load_settings
 
 DAY = dt.date(2025, 1, 8)
