@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from spy_pipeline.domain.rates import DEFAULT_RISK_FREE_RATE, check_risk_free_rate
+
 POLYGON_URL = "https://api.polygon.io"
 FREE_TIER_REQUESTS_PER_MINUTE = 5
 TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
@@ -79,6 +81,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="SPY_PIPELINE_LOG_LEVEL"
     )
+    risk_free_rate: float = Field(
+        default=DEFAULT_RISK_FREE_RATE, validation_alias="SPY_PIPELINE_RISK_FREE_RATE",
+        description="Continuously compounded risk-free rate per year of the greeks and IV (a run config may override).",
+    )
     run_end_date: dt.date = Field(default=dt.date(2025, 1, 10), validation_alias="SPY_PIPELINE_RUN_END_DATE")
     run_days: int = Field(default=5, ge=1, le=500, validation_alias="SPY_PIPELINE_RUN_DAYS")
 
@@ -115,6 +121,11 @@ class Settings(BaseSettings):
         if not key or any(part in {"", ".", ".."} for part in key.split("/")):
             raise ValueError(f"{scheme}:// needs a bucket and optional prefix without '.', '..' or '//'")
         return value
+
+    @field_validator("risk_free_rate")
+    @classmethod
+    def _check_risk_free_rate(cls, value: float) -> float:
+        return check_risk_free_rate(value)
 
     @field_validator("polygon_base_url")
     @classmethod

@@ -15,7 +15,8 @@ from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io.bars import minute_bars_by_day
 from spy_pipeline.io.ingest import contracts_dataset
 from spy_pipeline.io.news import news_frame
-from spy_pipeline.sandbox import catalog, market, options, reference
+from spy_pipeline.sandbox import catalog, market, options
+from spy_pipeline.sandbox import news as sandbox_news
 
 DAY = dt.date(2025, 1, 8)
 
@@ -35,7 +36,7 @@ def _inputs(day: dt.date = DAY, contracts_near_money: int = 12, **changes) -> Da
     )
     contracts = contracts_dataset(near)
     option_bars = pl.concat([_bars(t, day) for t in contracts["ticker"]])
-    news = news_frame([a.body for a in reference.articles_on(day)], ["SPY"])
+    news = news_frame([a.body for a in sandbox_news.articles_on(day)], ["SPY"])
     values = dict(
         day=day,
         spy=_bars("SPY", day),

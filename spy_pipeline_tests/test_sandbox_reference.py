@@ -20,7 +20,8 @@ from polygon.exceptions import BadResponse
 from polygon.rest.models import Insight, OptionsContract, Publisher, TickerNews
 
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.sandbox import market, options, reference
+from spy_pipeline.sandbox import market, options
+from spy_pipeline.sandbox import news as sandbox_news
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline_tests.conftest import SANDBOX_KEY, fixture_json
 
@@ -256,7 +257,7 @@ def test_news_volume_and_timing_look_like_a_newswire() -> None:
     start = dt.date(2024, 3, 1)
     for offset in range(120):
         day = start + dt.timedelta(days=offset)
-        for article in reference.articles_on(day):
+        for article in sandbox_news.articles_on(day):
             published = dt.datetime.fromtimestamp(article.published, NEW_YORK)
             assert published.date() == day
             if "SPY" in article.tickers:
@@ -272,8 +273,9 @@ def test_news_volume_and_timing_look_like_a_newswire() -> None:
     per_hour_in_market, per_hour_outside = hours["market"] / 6.5, hours["outside"] / 17.5
     assert per_hour_in_market > 2.5 * per_hour_outside > 0
     assert hours["closed day"] > 0
-    assert reference.articles_on(start) == reference.articles_on(start)
-    assert [a.id for a in reference.articles_on(start)] != [a.id for a in reference.articles_on(dt.date(2024, 3, 4))]
+    assert sandbox_news.articles_on(start) == sandbox_news.articles_on(start)
+    other_day = sandbox_news.articles_on(dt.date(2024, 3, 4))
+    assert [a.id for a in sandbox_news.articles_on(start)] != [a.id for a in other_day]
 
 
 def test_news_sentiment_follows_the_spy_move() -> None:
@@ -282,7 +284,7 @@ def test_news_sentiment_follows_the_spy_move() -> None:
         move = market.regular_close("SPY", day) / spot_before(day) - 1
         if abs(move) < 0.005:
             continue
-        for article in reference.articles_on(day):
+        for article in sandbox_news.articles_on(day):
             for insight in article.body["insights"]:
                 if insight["ticker"] == "SPY":
                     tally["up" if move > 0 else "down"][insight["sentiment"]] += 1

@@ -23,8 +23,9 @@ from websockets.sync.client import connect as ws_connect
 
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import options
+from spy_pipeline.sandbox.replay_clock import SimClock
 from spy_pipeline.sandbox.server import SandboxServer
-from spy_pipeline.sandbox.websocket import MAX_OPTION_CONTRACTS, SandboxStream, SimClock
+from spy_pipeline.sandbox.websocket import MAX_OPTION_CONTRACTS, SandboxStream
 from spy_pipeline_tests.conftest import SANDBOX_KEY
 
 pytestmark = pytest.mark.integration

@@ -89,6 +89,29 @@ def test_run_end_date_parses_iso_date(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().run_end_date == dt.date(2024, 12, 31)
 
 
+# --- the risk-free rate -----------------------------------------------------------------------
+
+
+def test_the_default_risk_free_rate_is_the_one_the_sandbox_prices_with() -> None:
+    from spy_pipeline.domain.rates import DEFAULT_RISK_FREE_RATE
+    from spy_pipeline.sandbox import options
+
+    assert load_settings().risk_free_rate == DEFAULT_RISK_FREE_RATE == options.RISK_FREE_RATE == 0.045
+
+
+@pytest.mark.parametrize(("value", "rate"), [("0.0525", 0.0525), ("-0.05", -0.05), ("0.5", 0.5), ("0", 0.0)])
+def test_risk_free_rate_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str, rate: float) -> None:
+    monkeypatch.setenv("SPY_PIPELINE_RISK_FREE_RATE", value)
+    assert load_settings().risk_free_rate == rate
+
+
+@pytest.mark.parametrize("value", ["-0.0501", "0.51", "4.5", "inf"])
+def test_a_risk_free_rate_outside_the_range_says_what_a_rate_is(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    message = str(_config_error(monkeypatch, SPY_PIPELINE_RISK_FREE_RATE=value))
+    assert message == (f"invalid configuration: SPY_PIPELINE_RISK_FREE_RATE: {float(value):g} is not a rate per "
+                       "year between -0.05 and 0.5 (write 4.5% as 0.045)")
+
+
 # --- tickers ----------------------------------------------------------------------------------
 
 
@@ -127,6 +150,9 @@ def test_invalid_tickers_are_a_config_error(monkeypatch: pytest.MonkeyPatch, val
         ("SPY_PIPELINE_RUN_DAYS", "0"),
         ("SPY_PIPELINE_RUN_DAYS", "501"),
         ("SPY_PIPELINE_EQUITY_TICKERS", "spy"),
+        ("SPY_PIPELINE_RISK_FREE_RATE", "4.5"),
+        ("SPY_PIPELINE_RISK_FREE_RATE", "nan"),
+        ("SPY_PIPELINE_RISK_FREE_RATE", "4.5%"),
     ],
 )
 def test_invalid_value_is_a_one_line_error_naming_the_variable(

@@ -27,6 +27,7 @@ from spy_pipeline.streaming.session import read_heartbeat
 from spy_pipeline_tests.conftest import sandbox_lake
 
 DAY = dt.date(2025, 1, 8)
+RISK_FREE_RATE = 0.0375  # SPY_PIPELINE_RISK_FREE_RATE of the streamed day's runs: not the default 0.045
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -46,6 +47,7 @@ def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     with sandbox_lake(tmp_path_factory, DAY) as (data_dir, instance), pytest.MonkeyPatch.context() as patch:
         if True:
             patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
+            patch.setenv("SPY_PIPELINE_RISK_FREE_RATE", str(RISK_FREE_RATE))
             stream = defs.resolve_job_def("stream_session").execute_in_process(  # connections dropped on purpose
                 run_config=session_run_config(drop_every=6), instance=instance)
             outputs = {e.step_key: {k: v.value for k, v in (e.event_specific_data.metadata or {}).items()}
@@ -106,6 +108,9 @@ def test_intraday_consolidation_equals_the_daily_one_on_common_contracts(streame
     root = DataRoot.from_location(data_dir)
     intraday = lake.read_day(root, "intraday", DAY, CONSOLIDATED)
     daily = lake.read_day(root, "consolidated", DAY, CONSOLIDATED)
+    # both priced their greeks with the setting (neither run config sets a rate)
+    assert intraday["risk_free_rate"].unique().to_list() == daily["risk_free_rate"].unique().to_list() == [
+        RISK_FREE_RATE]
     common = set(intraday["ticker"]) & set(daily["ticker"])
     assert len(common) >= 20  # contracts chosen around the previous close vs the open: mostly the same
     key = ["ticker", "timestamp"]

@@ -49,8 +49,12 @@ def skipped(result: SensorResult) -> str:
     return result.skip_reason.skip_message if result.skip_reason else ""
 
 
-def tick(sensor, instance: DagsterInstance, cursor: str | None = None, **resources: object) -> SensorResult:
-    result = sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources or None))
+def tick(
+    sensor, instance: DagsterInstance, cursor: str | None = None, store: ParquetStoreResource | None = None
+) -> SensorResult:
+    """One evaluation, with the `store` resource as Definitions gives it (default: SPY_PIPELINE_DATA_DIR)."""
+    resources = {"store": store or ParquetStoreResource()}
+    result = sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
     assert isinstance(result, SensorResult)
     return result
 
@@ -252,12 +256,14 @@ def test_intraday_sensor_follows_today_and_every_running_session(instance: Dagst
     assert "no new micro-batch" in skipped(tick(sensor, instance, result.cursor, store=store)).split(";")[0]
 
 
-def _schedule_tick(instance: DagsterInstance, moment: dt.datetime):
+def _schedule_tick(instance: DagsterInstance, moment: dt.datetime, store: ParquetStoreResource | None = None):
     from dagster import build_schedule_context
 
     from spy_pipeline.defs.streaming.compaction import stream_compaction_schedule
 
-    return stream_compaction_schedule(build_schedule_context(instance=instance, scheduled_execution_time=moment))
+    context = build_schedule_context(instance=instance, scheduled_execution_time=moment,
+                                     resources={"store": store or ParquetStoreResource()})
+    return stream_compaction_schedule(context)
 
 
 def test_compaction_schedule_runs_for_streamed_trading_days_only(instance: DagsterInstance, data_dir: Path) -> None:
@@ -279,3 +285,48 @@ def test_compaction_schedule_runs_for_streamed_trading_days_only(instance: Dagst
     assert not rest_day_complete(TRADING_DAY, et(TRADING_DAY, "19:59"))
     assert rest_day_complete(TRADING_DAY, et(TRADING_DAY, "20:00"))
     assert rest_day_complete(dt.date(2025, 11, 28), et(dt.date(2025, 11, 28), "17:00"))
+
+
+# --- the data dir is the store resource's ---------------------------------------------------------------
+
+
+def test_health_sensor_reads_the_heartbeat_of_the_configured_store(
+    instance: DagsterInstance, data_dir: Path, tmp_path: Path
+) -> None:
+    """SPY_PIPELINE_DATA_DIR names one folder, the store resource another: the session writes its heartbeat
+    where the store points, so that is where the sensor must look."""
+    store_dir = tmp_path / "store"
+    store = ParquetStoreResource(data_dir=str(store_dir))
+    run = instance.create_run_for_job(stream_session_job, tags={STREAM_DAY_TAG: str(TRADING_DAY)},
+                                      status=DagsterRunStatus.STARTED)
+    now = instance.get_run_record_by_id(run.run_id).create_timestamp + dt.timedelta(minutes=10)
+    sensor = build_stream_health_sensor(clock=lambda: now)
+    _beat(store_dir, TRADING_DAY, now - dt.timedelta(seconds=30))  # the session, healthy, in the store
+    _beat(data_dir, TRADING_DAY, now - dt.timedelta(minutes=9))  # a stale leftover in the env's folder
+    assert "1 running session(s), 0 stalled" in skipped(tick(sensor, instance, store=store))
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+
+    _beat(store_dir, TRADING_DAY, now - dt.timedelta(minutes=5))
+    _beat(data_dir, TRADING_DAY, now - dt.timedelta(seconds=10))  # fresh, but not the session's
+    assert "1 stalled" in skipped(tick(sensor, instance, store=store))
+    assert instance.get_run_by_id(run.run_id).tags[STALLED_TAG].startswith("no heartbeat for 300 s")
+
+
+def test_compaction_schedule_looks_for_streamed_contracts_in_the_configured_store(
+    instance: DagsterInstance, data_dir: Path, tmp_path: Path
+) -> None:
+    from dagster import RunRequest
+
+    from spy_pipeline.streaming.intraday import contracts_path
+
+    store = ParquetStoreResource(data_dir=str(tmp_path / "store"))
+    evening = et(TRADING_DAY, "20:15")
+    env_root = DataRoot.from_location(data_dir)
+    env_root.write_bytes(b"placeholder", contracts_path(env_root, TRADING_DAY))  # streamed elsewhere
+    assert "was not streamed" in _schedule_tick(instance, evening, store).skip_message
+    assert isinstance(_schedule_tick(instance, evening), RunRequest)  # the default store is the env's folder
+
+    store_root = store.data_root
+    store_root.write_bytes(b"placeholder", contracts_path(store_root, TRADING_DAY))
+    request = _schedule_tick(instance, evening, store)
+    assert isinstance(request, RunRequest) and request.run_key == f"stream-compaction-{TRADING_DAY}"

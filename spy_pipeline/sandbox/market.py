@@ -45,10 +45,6 @@ PROFILES: dict[str, EquityProfile] = {
 }
 
 
-def known_tickers() -> list[str]:
-    return [*sorted(PROFILES), "I:VIX"]
-
-
 def _rng(*parts: object) -> np.random.Generator:
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).digest()
     return np.random.default_rng(list(np.frombuffer(digest, dtype=np.uint32)))

@@ -31,10 +31,11 @@ import polars as pl
 
 from spy_pipeline.domain import black_scholes, occ
 from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.rates import DEFAULT_RISK_FREE_RATE
 from spy_pipeline.sandbox import market
 
 UNDERLYINGS = ("SPY",)
-RISK_FREE_RATE = 0.045
+RISK_FREE_RATE = DEFAULT_RISK_FREE_RATE  # the pipeline's default: its IV recovers the sandbox's
 DIVIDEND_YIELD = 0.013
 PRIMARY_EXCHANGE = "BATO"
 SHARES_PER_CONTRACT = 100

@@ -1,47 +1,27 @@
-"""Polygon REST endpoints of the sandbox: plain functions from a parsed request to a JSON body.
+"""Polygon REST endpoints of the sandbox: plain functions from a parsed request to a JSON body, and ROUTES.
+
+Aggregates, open-close and market status are here; the reference lists are in contracts.py, news.py and
+corporate_actions.py (their query conventions in queries.py, what every handler shares in http_api.py).
 
 Shapes follow Polygon's documented responses (see the README's "Sandbox" section).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.sandbox import catalog, market, reference
+from spy_pipeline.sandbox import catalog, contracts, corporate_actions, market, news
+from spy_pipeline.sandbox.http_api import ApiError, Handler, Request, decode_cursor, encode_cursor
 
 MAX_AGGS_LIMIT = 50_000
 DEFAULT_AGGS_LIMIT = 5_000
 # Polygon names an early close after the holiday it neighbours.
 EARLY_CLOSE_NAMES = {7: "Independence Day", 11: "Thanksgiving", 12: "Christmas"}
 TIMESPAN_MS = {"minute": 60_000, "hour": 3_600_000}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, status_word: str = "ERROR") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.status_word = status_word
-
-
-@dataclass(frozen=True)
-class Request:
-    path: str
-    query: dict[str, str]
-    base_url: str  # scheme://host:port as the client addressed us, for absolute next_url links
-    request_id: str
-    today: dt.date
-
-
-Handler = Callable[[Request, re.Match[str]], object]
 
 
 def _parse_bound(text: str, end: bool) -> int:
@@ -99,22 +79,11 @@ def _day_bar(day: dt.date, bars: pl.DataFrame) -> pl.DataFrame:
     return bar
 
 
-def _encode_cursor(state: dict[str, object]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> dict[str, object]:
-    try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
-        raise ApiError(400, "Invalid cursor") from None
-
-
 def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
     ticker, multiplier, timespan = match["ticker"], int(match["multiplier"]), match["timespan"]
     query = dict(request.query)
     if "cursor" in query:
-        query = {**{k: str(v) for k, v in _decode_cursor(query["cursor"]).items()}}
+        query = {**{k: str(v) for k, v in decode_cursor(query["cursor"]).items()}}
     offset = int(query.get("offset", 0))
     sort = query.get("sort", "asc")
     if sort not in ("asc", "desc"):
@@ -166,7 +135,7 @@ def aggregates(request: Request, match: re.Match[str]) -> dict[str, object]:
         body["results"] = page.select(fields).to_dicts()
     if offset + limit < total:
         state = {"offset": offset + limit, "limit": limit, "sort": sort, "adjusted": query.get("adjusted", "true")}
-        body["next_url"] = f"{request.base_url}{request.path}?cursor={_encode_cursor(state)}"
+        body["next_url"] = f"{request.base_url}{request.path}?cursor={encode_cursor(state)}"
     return body
 
 
@@ -235,8 +204,8 @@ ROUTES: list[tuple[re.Pattern[str], Handler]] = [
     ),
     (re.compile(r"^/v1/open-close/(?P<ticker>[^/]+)/(?P<date>[^/]+)$"), open_close),
     (re.compile(r"^/v1/marketstatus/upcoming$"), upcoming_market_status),
-    (re.compile(r"^/v3/reference/options/contracts$"), reference.options_contracts),
-    (re.compile(r"^/v2/reference/news$"), reference.ticker_news),
-    (re.compile(r"^/v3/reference/dividends$"), reference.dividends),
-    (re.compile(r"^/v3/reference/splits$"), reference.splits),
+    (re.compile(r"^/v3/reference/options/contracts$"), contracts.options_contracts),
+    (re.compile(r"^/v2/reference/news$"), news.ticker_news),
+    (re.compile(r"^/v3/reference/dividends$"), corporate_actions.dividends),
+    (re.compile(r"^/v3/reference/splits$"), corporate_actions.splits),
 ]

@@ -22,24 +22,8 @@ Replay. A ``SimClock`` maps wall time to market time on ``day`` (from the regula
 client is disconnected or not yet (re)subscribed is lost, as on Polygon. Events with ``e`` in
 (start, end] are streamed, end being the session close (13:00 ET on early closes) unless ``end_at`` says
 otherwise. Every event of one instant goes out in one frame per connection (one frame per quarter minute
-at most), so frame counts are deterministic.
-
-- ``AM`` (per minute): o/h/l/c/v/vw are the REST minute bar of that minute (``catalog.minute_bars``): a
-  streamed day equals the REST day; a minute without a REST bar has no AM event. ``s``/``e`` = bar start/end.
-- ``A`` (Polygon: per second) is emitted per *quarter minute* here, ``e - s`` = 15 s: the sandbox path has
-  four points per minute and 60 events per minute per symbol would be noise. A minute with ``n`` trades
-  has min(4, n, v) A events (indices always 4), on the last quarters of consecutive groups of quarters;
-  their prices walk the minute's points (SPY/QQQ/IWM: the quarter-minute path itself; options and I:VIX:
-  open → nearer extreme → other extreme → close), so the A events of a minute aggregate exactly to its AM
-  o/h/l/c, their ``v`` sum to its ``v`` and their ``v``-weighted ``vw`` to its ``vw`` (volume leans towards
-  the quarter holding the minute's vwap as much as needed; in ~0.4% of minutes, thin option minutes, whole
-  contracts make that unreachable with every ``vw`` inside its own high/low: ``vw`` is clipped there).
-- ``av`` = the day's volume so far (from 04:00 ET, extended hours included), ``a`` = the day's VWAP so far
-  (Σ vw·v / Σ v over the same bars), ``op`` = the official open (the first regular-session bar's open;
-  omitted before the open), ``z`` = average trade size of the event (v / n, rounded). At the last A event of
-  a minute, ``av`` and ``a`` equal those of the minute's AM event.
-- Indices (``I:VIX`` on ``indices``) carry only ev, sym, op, o, c, h, l, s, e; options (``O:SPY...`` on
-  ``options``) carry the equity fields.
+at most), so frame counts are deterministic. The events themselves (A and AM aggregates that equal the REST
+bars) are built by stream_series.py; the clock is replay_clock.py.
 
 Session end. Polygon keeps the socket open after the close (after-hours aggregates follow, then nothing);
 closing is a sandbox convenience for tests: with ``close_at_session_end=True`` (default) every connection gets
@@ -68,13 +52,14 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal
 
-import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.sandbox import catalog, market
+from spy_pipeline.sandbox import market
+from spy_pipeline.sandbox.replay_clock import SimClock, epoch_ms, new_york_time
+from spy_pipeline.sandbox.stream_log import ConnectionLog, Frame
+from spy_pipeline.sandbox.stream_series import QUARTER_MS, EventSeries, build_series, market_of
 
 MARKETS = ("stocks", "options", "indices")
 DATA_EVENTS = ("A", "AM")
@@ -85,296 +70,14 @@ OTHER_EVENTS = {
     "indices": ("V",),
 }
 MAX_OPTION_CONTRACTS = 1_000
-QUARTER_MS = 60_000 // market.STEPS_PER_MINUTE
-MINUTE_MS = 60_000
-# Quarters [a, b) of a minute merged into one A event, by number of A events in the minute.
-_GROUPS = {1: ((0, 4),), 2: ((0, 2), (2, 4)), 3: ((0, 2), (2, 3), (3, 4)), 4: ((0, 1), (1, 2), (2, 3), (3, 4))}
 
 
 def _status(status: str, message: str) -> str:
     return json.dumps([{"ev": "status", "status": status, "message": message}], separators=(",", ":"))
 
 
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def _market_path(path: str) -> str:
     return path.partition("?")[0].strip("/")
-
-
-def _et(t_ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(t_ms / 1000, cal.NEW_YORK)
-
-
-# --- the simulated clock --------------------------------------------------------------------------------
-
-
-class SimClock:
-    """Market time on `day`: `start_at` (default: the regular open) when started, then `speed` times wall time.
-
-    `start_at` may be a `datetime` (naive = New York time), a `time` or "HH:MM[:SS]" in New York time.
-    Before `start()` the clock stands at `start_at`.
-    """
-
-    def __init__(self, day: dt.date | str, speed: float = 60.0, start_at: dt.datetime | dt.time | str | None = None):
-        if not speed > 0:
-            raise ValueError(f"speed must be positive, got {speed}")
-        self.day = cal.require_trading_day(day)
-        self.speed = float(speed)
-        self.bounds = cal.session_bounds(self.day)
-        self.start_ms = _ms(self.resolve(start_at)) if start_at is not None else _ms(self.bounds.open)
-        self._wall0: float | None = None
-
-    def resolve(self, moment: dt.datetime | dt.time | str) -> dt.datetime:
-        if isinstance(moment, str):
-            moment = dt.time.fromisoformat(moment)
-        if isinstance(moment, dt.time):
-            moment = dt.datetime.combine(self.day, moment)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=cal.NEW_YORK)
-        if moment.astimezone(cal.NEW_YORK).date() != self.day:
-            raise ValueError(f"start_at {moment} is not on {self.day}")
-        return moment
-
-    def start(self, wall: float | None = None) -> None:
-        """Start the clock now (or at monotonic time `wall`); a second call does nothing."""
-        if self._wall0 is None:
-            self._wall0 = time.monotonic() if wall is None else wall
-
-    @property
-    def started(self) -> bool:
-        return self._wall0 is not None
-
-    def now_ms(self) -> int:
-        if self._wall0 is None:
-            return self.start_ms
-        return self.start_ms + int((time.monotonic() - self._wall0) * self.speed * 1000)
-
-    def now(self) -> dt.datetime:
-        """The market time, New York time zone."""
-        return _et(self.now_ms())
-
-    def wall_at(self, market_ms: int) -> float:
-        """The monotonic wall time at which the clock reaches `market_ms` (the clock must be started)."""
-        if self._wall0 is None:
-            raise RuntimeError("the clock is not started")
-        return self._wall0 + (market_ms - self.start_ms) / (self.speed * 1000)
-
-
-# --- events of one symbol --------------------------------------------------------------------------------
-
-
-def market_of(symbol: str) -> str:
-    if symbol.startswith("O:"):
-        return "options"
-    if symbol.startswith("I:"):
-        return "indices"
-    return "stocks"
-
-
-def _generic_points(o: float, h: float, low: float, c: float) -> list[float]:
-    """Five points from open to close through both extremes, the nearer-to-direction one first."""
-    x, y = (low, h) if c >= o else (h, low)
-    return [o, x, round((x + y) / 2, 2), y, c]  # prices in cents, like the bars
-
-
-def _equity_points(symbol: str, day: dt.date, t: np.ndarray, bars: dict[str, np.ndarray]) -> list[list[float] | None]:
-    """The quarter-minute path at each bar's minute: start and the four quarter ends (None where inconsistent).
-
-    The REST bar uses the minute's start and the ends of quarters 2-4; the end of quarter 1 is clipped into
-    the bar's range so that every point stays inside the bar.
-    """
-    if symbol not in market.PROFILES:
-        return [None] * len(t)
-    path = market.price_path(symbol, day)
-    steps = np.round(path.prices, 2)
-    starts = np.round(np.concatenate([[path.previous_close], path.prices[:-1, -1]]), 2)
-    result: list[list[float] | None] = []
-    for i, start_ms in enumerate(t):
-        m = path.minute_index(int(start_ms))
-        o, h, low, c = (float(bars[k][i]) for k in ("o", "h", "l", "c"))
-        points = [float(starts[m]), *(float(p) for p in steps[m])]
-        points[1] = min(max(points[1], low), h)
-        ok = points[0] == o and points[4] == c and max(points) == h and min(points) == low
-        result.append(points if ok else None)
-    return result
-
-
-@dataclass
-class _Series:
-    """Pre-serialized events of one symbol in the stream window: e (ms) -> {"A": json, "AM": json}."""
-
-    symbol: str
-    at: dict[int, dict[str, str]]
-
-
-def _round_split(total: int, weights: np.ndarray) -> list[int]:
-    """`total` in integer parts by `weights` (largest remainders), each at least 1 (total >= len(weights))."""
-    raw = total * weights
-    parts = np.floor(raw).astype(np.int64)
-    order = np.argsort(parts - raw, kind="stable")
-    parts[order[: total - int(parts.sum())]] += 1
-    for g in np.flatnonzero(parts == 0):
-        parts[np.argmax(parts)] -= 1
-        parts[g] = 1
-    return [int(p) for p in parts]
-
-
-def _allocate(
-    volume: int, trades: int, vwap: float, lows: list[float], highs: list[float]
-) -> tuple[list[int], list[int], list[float], float]:
-    """Volume, trades and vwap of each A event of a minute: sum(v_g * vw_g) = v * vw with lo_g <= vw_g <= hi_g.
-
-    Volume is spread evenly, shifted towards a group whose range holds the minute's vwap only as much as
-    needed to make that reachable. Returns the groups' volumes, trades and vwaps, and the factor that makes
-    the vwap sum exact anyway (1.0 unless a vwap had to be clipped after rounding volumes to shares).
-    """
-    k = len(lows)
-    lo, hi = np.array(lows), np.array(highs)
-    weights = np.full(k, 1.0 / k)
-    holding = np.flatnonzero((lo <= vwap) & (vwap <= hi))
-    if k > 1 and holding.size:
-        one = np.zeros(k)
-        one[holding[0]] = 1.0
-        lo0, hi0, lo1, hi1 = weights @ lo, weights @ hi, lo[holding[0]], hi[holding[0]]
-        beta = 0.0
-        if vwap < lo0:
-            beta = (lo0 - vwap) / (lo0 - lo1)
-        if vwap > hi0:
-            beta = max(beta, (vwap - hi0) / (hi1 - hi0))
-        if beta > 0:
-            beta = min(1.0, beta + 0.1 * (1.0 - beta))  # a margin for the rounding to whole shares
-            weights = (1.0 - beta) * weights + beta * one
-    vols, counts = _round_split(volume, weights), _round_split(trades, weights)
-    target = volume * vwap
-    lower, upper = float(np.dot(vols, lo)), float(np.dot(vols, hi))
-    alpha = min(max((target - lower) / (upper - lower), 0.0), 1.0) if upper > lower else 0.0
-    vwaps = [float(a + alpha * (b - a)) for a, b in zip(lo, hi, strict=True)]
-    total = float(np.dot(vols, vwaps))
-    return vols, counts, vwaps, (target / total if total > 0 else 1.0)
-
-
-def build_series(symbol: str, day: dt.date, start_ms: int, end_ms: int) -> _Series:
-    """Every A and AM event of `symbol` on `day` with start_ms < e <= end_ms (see the module docstring)."""
-    frame = catalog.minute_bars(symbol, day)
-    at: dict[int, dict[str, str]] = {}
-    if frame.height == 0:
-        return _Series(symbol, at)
-    bars = {name: frame[name].to_numpy() for name in frame.columns}
-    t = bars["t"].astype(np.int64)
-    index = "v" not in bars
-    open_ms = _ms(cal.session_bounds(day).open)
-    regular = np.flatnonzero(t >= open_ms)
-    op = float(bars["o"][regular[0]]) if regular.size else None
-    if not index:
-        v = bars["v"].astype(np.int64)
-        pv = bars["v"] * bars["vw"]
-        v_before = np.concatenate([[0], np.cumsum(v)[:-1]])
-        pv_before = np.concatenate([[0.0], np.cumsum(pv)[:-1]])
-    points_of = (
-        _equity_points(symbol, day, t, bars) if market_of(symbol) == "stocks" else [None] * len(t)
-    )
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
-    in_window = np.flatnonzero((t + MINUTE_MS > start_ms) & (t + QUARTER_MS <= end_ms))
-    for i in in_window:
-        s = int(t[i])
-        o, h, low, c = (float(bars[k][i]) for k in ("o", "h", "l", "c"))
-        points = points_of[i] or _generic_points(o, h, low, c)
-        groups = _GROUPS[4 if index else int(min(4, bars["n"][i], v[i]))]
-        events: list[tuple[str, int, dict[str, Any]]] = []
-        if index:
-            for a, b in groups:
-                span = points[a : b + 1]
-                events.append(("A", s + b * QUARTER_MS, {"o": span[0], "c": span[-1], "h": max(span), "l": min(span)}))
-        else:
-            spans = [points[a : b + 1] for a, b in groups]
-            vol, trades, vwaps, scale = _allocate(
-                int(v[i]), int(bars["n"][i]), float(bars["vw"][i]), [min(p) for p in spans], [max(p) for p in spans]
-            )
-            cum_v, cum_pv = int(v_before[i]), float(pv_before[i])
-            minute_a = round(float(pv_before[i] + pv[i]) / int(v_before[i] + v[i]), 4)
-            for (_, b), span, q, n, w in zip(groups, spans, vol, trades, vwaps, strict=True):
-                cum_v, cum_pv = cum_v + q, cum_pv + q * w * scale  # scale: `a` stays exact even if vw was clipped
-                day_vwap = minute_a if b == 4 else round(cum_pv / cum_v, 4)  # the minute's last: same as its AM
-                fields = {"v": q, "av": cum_v, "vw": round(w, 4), "o": span[0], "c": span[-1], "h": max(span),
-                          "l": min(span), "a": day_vwap, "z": round(q / n)}
-                events.append(("A", s + b * QUARTER_MS, fields))
-        if index:
-            am: dict[str, Any] = {"o": o, "c": c, "h": h, "l": low}
-        else:
-            cum_v = int(v_before[i] + v[i])
-            am = {"v": int(v[i]), "av": cum_v, "vw": float(bars["vw"][i]), "o": o, "c": c, "h": h, "l": low,
-                  "a": minute_a, "z": round(int(v[i]) / int(bars["n"][i]))}
-        events.append(("AM", s + MINUTE_MS, am))
-        for ev, e, fields in events:
-            if not start_ms < e <= end_ms:
-                continue
-            start = s if ev == "AM" else e - QUARTER_MS
-            event = _ordered(ev, symbol, fields, op if op is not None and start >= open_ms else None, start, e)
-            at.setdefault(e, {})[ev] = dumps(event)
-    return _Series(symbol, at)
-
-
-def _ordered(ev: str, symbol: str, fields: dict[str, Any], op: float | None, s: int, e: int) -> dict[str, Any]:
-    """Polygon's field order: ev, sym, v, av, op, vw, o, c, h, l, a, z, s, e (absent fields skipped)."""
-    event: dict[str, Any] = {"ev": ev, "sym": symbol}
-    for name in ("v", "av"):
-        if name in fields:
-            event[name] = fields[name]
-    if op is not None:
-        event["op"] = op
-    for name in ("vw", "o", "c", "h", "l", "a", "z"):
-        if name in fields:
-            event[name] = fields[name]
-    event["s"], event["e"] = s, e
-    return event
-
-
-# --- per-connection log ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Frame:
-    """One frame the server sent (or would have sent, for a lost one)."""
-
-    wall: float  # time.monotonic() when written
-    market_ms: int  # market time: the events' end for a data frame, the clock for a status frame
-    kind: Literal["status", "data"]
-    text: str
-
-    def items(self) -> list[dict[str, Any]]:
-        return json.loads(self.text)
-
-
-@dataclass
-class ConnectionLog:
-    """What happened on one connection, for tests. Written by the server thread; read it once things settle."""
-
-    id: int
-    market: str
-    opened_market_ms: int
-    authenticated: bool = False
-    subscriptions: dict[str, int] = field(default_factory=dict)  # channel -> market ms it took effect (current)
-    subscribed: list[tuple[int, str]] = field(default_factory=list)  # (market ms, channel), every subscription
-    sent: list[Frame] = field(default_factory=list)
-    lost: list[Frame] = field(default_factory=list)  # data frames due when the connection was dropped
-    received: list[str] = field(default_factory=list)
-    ended_by: str | None = None  # "drop", "session_end", "auth_failed", "server_stop" or "client"
-    ended_market_ms: int | None = None
-
-    @property
-    def data_frames(self) -> list[Frame]:
-        return [f for f in self.sent if f.kind == "data"]
-
-    def events(self, ev: str | None = None, sym: str | None = None) -> list[dict[str, Any]]:
-        """Data events sent on this connection, in order."""
-        return [
-            item
-            for frame in self.data_frames
-            for item in frame.items()
-            if (ev is None or item["ev"] == ev) and (sym is None or item["sym"] == sym)
-        ]
 
 
 @dataclass
@@ -418,7 +121,7 @@ class SandboxStream:
         self.api_key = api_key
         self.clock = SimClock(day, speed, start_at)
         self.day = self.clock.day
-        self.end_ms = _ms(self.clock.resolve(end_at)) if end_at is not None else _ms(self.clock.bounds.close)
+        self.end_ms = epoch_ms(self.clock.resolve(end_at)) if end_at is not None else epoch_ms(self.clock.bounds.close)
         self.markets = tuple(markets)
         unknown = set(self.markets) - set(MARKETS)
         if unknown:
@@ -435,7 +138,7 @@ class SandboxStream:
         self._lock = threading.Lock()
         self._logs: list[ConnectionLog] = []
         self._conns: list[_Conn] = []
-        self._series: dict[str, _Series] = {}
+        self._series: dict[str, EventSeries] = {}
         self.errors: list[BaseException] = []
         self.ended = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -599,7 +302,7 @@ class SandboxStream:
                 conn.queue.put_nowait(("data", q, "[" + ",".join(parts) + "]"))
 
     def _end_session(self, conn: _Conn) -> None:
-        close = _et(self.end_ms).strftime("%H:%M")
+        close = new_york_time(self.end_ms).strftime("%H:%M")
         message = f"sandbox: the session ended at {close} ET; Polygon would keep the socket open"
         conn.queue.put_nowait(("status", _status("session_closed", message)))
         conn.queue.put_nowait(("close", 1000, "session closed", "session_end"))
@@ -773,7 +476,7 @@ class SandboxStream:
             return [symbol] if market_of(symbol) == market_name else []
         return {"stocks": sorted(market.PROFILES), "indices": [market.VIX_TICKER]}.get(market_name, [])
 
-    def _build(self, symbols: list[str]) -> dict[str, _Series]:
+    def _build(self, symbols: list[str]) -> dict[str, EventSeries]:
         return {s: build_series(s, self.day, self.clock.start_ms, self.end_ms) for s in symbols}
 
     def _resolve_pairs(self, conn: _Conn) -> None:

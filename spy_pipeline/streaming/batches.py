@@ -37,7 +37,6 @@ MINUTE_MS = 60_000
 SOURCES = ("spy", "vix", "options")
 STREAM_DATASET = "stream"
 _FILE_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)\.parquet\Z")
-_VALUE_FIELDS = ("o", "h", "l", "c", "v", "vw")
 # EquityAgg attribute -> Polygon field
 _AGG_FIELDS = {
     "event_type": "ev", "symbol": "sym", "volume": "v", "vwap": "vw", "open": "o", "close": "c", "high": "h",

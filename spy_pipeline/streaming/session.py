@@ -4,10 +4,10 @@
 (early closes included, plus `close_grace_seconds` of market time for the last bar) or until `stop_event` is
 set (a terminated Dagster run sets it), then flushes and returns a `StreamResult`.
 
-Connections: one `polygon.WebSocketClient` (unmodified) for ``stocks``, one for ``indices`` and one per 1,000
-option contracts, each subscribed to ``AM.<symbol>``. The client reconnects by itself on an abnormal close
-(re-authenticating and re-subscribing); when it gives up or the server closes cleanly before the close, the
-session starts a new client after a backoff.
+Connections: one official `WebSocketClient` (unmodified, via spy_pipeline.polygon.websocket) for ``stocks``,
+one for ``indices`` and one per 1,000 option contracts, each subscribed to ``AM.<symbol>``. The client
+reconnects by itself on an abnormal close (re-authenticating and re-subscribing); when it gives up or the
+server closes cleanly before the close, the session starts a new client after a backoff.
 
 Gaps. Data published while a connection is down is lost. Every connection keeps a watermark: the end of the
 last AM bar it delivered (at the start: `fill_from`, default the clock's minute when the session starts).
@@ -43,16 +43,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import polygon
-from polygon.exceptions import AuthError
-from websockets.protocol import State
+from typing import Any
 
 from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.domain.market_clock import Clock, WallClock
 from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.logs import get_logger
 from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.websocket import (
+    POLYGON_FEED,
+    WebSocketAuthError,
+    WebSocketClient,
+    connection_of,
+    is_open,
+    websocket_client,
+)
 from spy_pipeline.streaming.batches import MINUTE_MS, SOURCES, STREAM_DATASET, BatcherStats, MicroBatcher
 from spy_pipeline.streaming.compact import compact_day
 from spy_pipeline.streaming.news_poll import NewsPoller
@@ -64,15 +69,6 @@ STOP_TIMEOUT_SECONDS = 60.0  # an interrupted session gets this long to land its
 
 class StreamConnectError(ConnectionError):
     """No connection could be opened: the official client retries a refused connection forever."""
-
-
-class Clock(Protocol):
-    def now(self) -> dt.datetime: ...
-
-
-class WallClock:
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
 
 
 def _ms(moment: dt.datetime) -> int:
@@ -87,7 +83,7 @@ def _iso(ms: int | None) -> str | None:
 class StreamConfig:
     day: dt.date
     api_key: str = field(repr=False)
-    feed: str = "socket.polygon.io"  # host[:port]
+    feed: str = POLYGON_FEED  # host[:port]
     secure: bool = True
     stocks: tuple[str, ...] = ("SPY",)
     indices: tuple[str, ...] = ("I:VIX",)
@@ -134,7 +130,7 @@ class _Connection:
     market: str
     symbols: tuple[str, ...]
     watermark_ms: int
-    client: polygon.WebSocketClient | None = None
+    client: WebSocketClient | None = None
     ws: object | None = None
     connects: int = 0
     messages: int = 0
@@ -146,10 +142,10 @@ class _Connection:
     def state(self) -> str:
         if self.clean_end:
             return "closed"
-        ws = self.client.websocket if self.client is not None else None
+        ws = connection_of(self.client)
         if ws is None:
             return "connecting"
-        return "connected" if getattr(ws, "state", None) is State.OPEN else "reconnecting"
+        return "connected" if is_open(ws) else "reconnecting"
 
     def describe(self, unfilled_from_ms: int | None = None) -> dict[str, Any]:
         return {"market": self.market, "symbols": len(self.symbols), "state": self.state,
@@ -291,7 +287,7 @@ class _Session:
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         for conn in self.conns:
-            if conn.client is not None and conn.client.websocket is not None:
+            if conn.client is not None and connection_of(conn.client) is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.client.close(), 2)
         _, pending = await asyncio.wait(tasks, timeout=2) if tasks else (set(), set())
@@ -310,10 +306,8 @@ class _Session:
         first, largest = self.config.backoff_seconds
         delay = first
         while not self._stopping:
-            conn.client = polygon.WebSocketClient(
-                api_key=self.config.api_key, feed=self.config.feed, market=conn.market, secure=self.config.secure,
-                subscriptions=[f"AM.{s}" for s in conn.symbols], max_reconnects=self.config.max_reconnects,
-            )
+            conn.client = websocket_client(self.config.api_key, self.config.feed, conn.market, self.config.secure,
+                                           conn.symbols, self.config.max_reconnects)
             conn.clean_end = False
 
             async def processor(messages: list[Any], conn: _Connection = conn) -> None:
@@ -322,7 +316,7 @@ class _Session:
             try:
                 await conn.client.connect(processor)
                 conn.clean_end = True
-            except AuthError:
+            except WebSocketAuthError:
                 raise
             except Exception as exc:  # the client gave up reconnecting: a new one after the backoff
                 log.warning("stream_connection_lost", market=conn.market, error=repr(exc))
@@ -333,7 +327,7 @@ class _Session:
 
     def _observe(self, conn: _Connection) -> None:
         """Notice a new connection object (first connect or reconnect): what follows the watermark is a gap."""
-        ws = conn.client.websocket if conn.client is not None else None
+        ws = connection_of(conn.client)
         if ws is not None and ws is not conn.ws:
             conn.ws = ws
             conn.connects += 1

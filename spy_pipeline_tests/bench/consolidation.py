@@ -72,7 +72,8 @@ def _prepare(root: Path) -> dict[int, Path]:
     from spy_pipeline.io.corporate_actions import dividends_frame
     from spy_pipeline.io.ingest import contracts_dataset
     from spy_pipeline.io.news import news_frame
-    from spy_pipeline.sandbox import catalog, options, reference
+    from spy_pipeline.sandbox import catalog, corporate_actions, options
+    from spy_pipeline.sandbox import news as sandbox_news
 
     def bars(ticker: str, day: dt.date) -> pl.DataFrame:
         return minute_bars_by_day(ticker, catalog.minute_bars(ticker, day), [day])[0].frame
@@ -91,9 +92,9 @@ def _prepare(root: Path) -> dict[int, Path]:
         ("spy", DAY): spy,
         ("spy", previous): bars("SPY", previous),
         ("vix", DAY): bars("I:VIX", DAY),
-        **{("news", d): news_frame([a.body for a in reference.articles_on(d)], ["SPY"]) for d in (previous, DAY)},
+        **{("news", d): news_frame([a.body for a in sandbox_news.articles_on(d)], ["SPY"]) for d in (previous, DAY)},
     }
-    declared = [r for r in reference.all_dividends() if r["declaration_date"] <= DAY.isoformat()]
+    declared = [r for r in corporate_actions.all_dividends() if r["declaration_date"] <= DAY.isoformat()]
     dividends = dividends_frame(declared)
     dirs = {}
     for size in SIZES:

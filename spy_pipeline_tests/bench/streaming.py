@@ -100,7 +100,7 @@ def _serve(day: dt.date, speed: float, count: int) -> None:
     from spy_pipeline.sandbox.websocket import SandboxStream
 
     # Both replays stream the same events: build each symbol's series once (~30 ms a contract) for both.
-    websocket.build_series = functools.cache(websocket.build_series)
+    websocket.build_series = functools.cache(websocket.build_series)  # the server looks it up in websocket
 
     started = time.perf_counter()
     contracts, bars = _busiest_contracts(day, count, CANDIDATES)
@@ -249,7 +249,7 @@ def _frame_end(messages: list[Any]) -> int | None:
 def _run_ours(sandbox: _Sandbox, setup: dict[str, Any], data_dir: Path) -> dict[str, Any]:
     from spy_pipeline.io.storage import DataRoot
     from spy_pipeline.polygon.client import PolygonClient
-    from spy_pipeline.sandbox.websocket import SimClock
+    from spy_pipeline.sandbox.replay_clock import SimClock
     from spy_pipeline.streaming import session as session_module
     from spy_pipeline.streaming.batches import MicroBatcher
     from spy_pipeline.streaming.session import StreamConfig, run_stream_session
@@ -319,7 +319,7 @@ def _run_ours(sandbox: _Sandbox, setup: dict[str, Any], data_dir: Path) -> dict[
 def _run_bare(sandbox: _Sandbox, setup: dict[str, Any]) -> dict[str, Any]:
     import polygon
 
-    from spy_pipeline.sandbox.websocket import SimClock
+    from spy_pipeline.sandbox.replay_clock import SimClock
 
     replay = sandbox.replay()
     clock = SimClock(DAY, SPEED, START_AT)

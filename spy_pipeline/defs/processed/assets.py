@@ -23,8 +23,10 @@ from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain.black_scholes import REASONS
 from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.rates import MAX_RISK_FREE_RATE, MIN_RISK_FREE_RATE
 from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io import lake
+from spy_pipeline.settings import load_settings
 
 PROCESSED_ASSET_ARGS = {
     "partitions_def": trading_day_partitions,
@@ -40,7 +42,10 @@ WITH_PREVIOUS_DAY = TimeWindowPartitionMapping(
 
 
 class ConsolidationConfig(Config):
-    risk_free_rate: float = Field(default=0.045, description="Continuously compounded risk-free rate, per year")
+    risk_free_rate: float | None = Field(
+        default=None, ge=MIN_RISK_FREE_RATE, le=MAX_RISK_FREE_RATE,
+        description="Continuously compounded risk-free rate per year (default: SPY_PIPELINE_RISK_FREE_RATE)",
+    )
 
 
 @asset(
@@ -64,8 +69,9 @@ def consolidated(
     started = time.monotonic()
     days = partition_days(context)
     rows, files, missing_warmup, reasons = 0, [], [], {}
+    rate = config.risk_free_rate if config.risk_free_rate is not None else load_settings().risk_free_rate
     for day in days:
-        inputs = lake.consolidation_inputs(store.data_root, day, config.risk_free_rate)
+        inputs = lake.consolidation_inputs(store.data_root, day, rate)
         if inputs.spy_previous is None:
             missing_warmup.append(str(day))
             context.log.warning(f"{day}: no SPY bars for the previous trading day; indicators start cold")

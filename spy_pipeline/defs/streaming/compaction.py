@@ -25,9 +25,7 @@ from spy_pipeline.defs.metadata import markdown_table, timing
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import OPTIONS_CONTRACTS
-from spy_pipeline.io.storage import as_data_root
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import compact_session_day, contracts_path
 from spy_pipeline.streaming.news_poll import NewsPoller
 
@@ -89,12 +87,14 @@ def stream_compaction_job() -> None:
     default_status=DefaultScheduleStatus.RUNNING,
     description="20:15 ET on trading days that were streamed: compact the day's micro-batches, reconciled with REST.",
 )
-def stream_compaction_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+def stream_compaction_schedule(
+    context: ScheduleEvaluationContext, store: ParquetStoreResource
+) -> RunRequest | SkipReason:
     tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
     day = cal.new_york_date(tick)
     if not cal.is_trading_day(day):
         return SkipReason(f"{day} is not a trading day")
-    root = as_data_root(load_settings().data_dir)
+    root = store.data_root  # where the sessions and the compaction op write, not necessarily the env's data dir
     if not root.exists(contracts_path(root, day)):
         return SkipReason(f"{day} was not streamed")
     return RunRequest(run_key=f"stream-compaction-{day}",

@@ -28,7 +28,9 @@ from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.rates import MAX_RISK_FREE_RATE, MIN_RISK_FREE_RATE
 from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
 INTRADAY_JOB = "intraday_refresh"
@@ -42,7 +44,10 @@ intraday_partitions = DailyPartitionsDefinition(
 
 
 class IntradayConfig(Config):
-    risk_free_rate: float = Field(default=0.045, description="Continuously compounded risk-free rate, per year")
+    risk_free_rate: float | None = Field(
+        default=None, ge=MIN_RISK_FREE_RATE, le=MAX_RISK_FREE_RATE,
+        description="Continuously compounded risk-free rate per year (default: SPY_PIPELINE_RISK_FREE_RATE)",
+    )
 
 
 @asset(
@@ -59,7 +64,8 @@ def intraday_consolidated(
     started = time.monotonic()
     day = cal.require_trading_day(cal.parse_date(context.partition_key))
     root = store.data_root
-    inputs = intraday_inputs(root, day, config.risk_free_rate)
+    rate = config.risk_free_rate if config.risk_free_rate is not None else load_settings().risk_free_rate
+    inputs = intraday_inputs(root, day, rate)
     frame = consolidate_day(inputs)
     written = store.write_day(frame, day, "intraday")
     last = frame["timestamp"].max() if frame.height else None

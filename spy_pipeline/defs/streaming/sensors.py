@@ -3,6 +3,7 @@
 Thin shells over spy_pipeline.streaming.planning; each takes a `clock` so tests can set the market time.
 intraday_sensor stays a sensor, not an automation condition: a landed micro-batch file is not a Dagster event
 (the session writes files, not materializations), so something has to look at the files.
+Both the health and intraday sensors read the `store` resource's data dir, the one the session writes to.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.defs.streaming.intraday_assets import INTRADAY_JOB
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, STREAM_JOB
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.io.storage import as_data_root
 from spy_pipeline.logs import get_logger
-from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import landed_sources
 from spy_pipeline.streaming.planning import (
     DEFAULT_INTRADAY_INTERVAL,
@@ -128,10 +127,10 @@ def build_stream_health_sensor(
         f"{STALLED_TAG} with the reason and terminated (marked failed if its process is gone); "
         "market_open_sensor then starts a new one while the market is open.",
     )
-    def _health(context: SensorEvaluationContext) -> SensorResult:
+    def _health(context: SensorEvaluationContext, store: ParquetStoreResource) -> SensorResult:
         now = clock()
         instance = context.instance
-        root = as_data_root(load_settings().data_dir)
+        root = store.data_root
         running = running_sessions(instance)
         stalled = 0
         for record in running:

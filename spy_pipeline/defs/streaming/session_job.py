@@ -17,7 +17,7 @@ from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, s
 from spy_pipeline.defs.streaming.compaction import compact_and_report, rest_day_complete
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
-from spy_pipeline.streaming.endpoint import open_stream_endpoint
+from spy_pipeline.polygon.session import open_stream_endpoint
 from spy_pipeline.streaming.intraday import session_contracts
 from spy_pipeline.streaming.planning import DEFAULT_LEAD
 from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_interruptibly, run_stream_session

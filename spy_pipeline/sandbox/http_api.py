@@ -1,0 +1,44 @@
+"""What the sandbox's REST handlers share: the parsed Request, ApiError, and the cursor of `next_url` links.
+
+Handlers are plain functions from a Request and their route's match to a JSON body (routes.py lists them).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, status_word: str = "ERROR") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.status_word = status_word
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    query: dict[str, str]
+    base_url: str  # scheme://host:port as the client addressed us, for absolute next_url links
+    request_id: str
+    today: dt.date
+
+
+Handler = Callable[[Request, re.Match[str]], object]
+
+
+def encode_cursor(state: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, object]:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise ApiError(400, "Invalid cursor") from None
