@@ -48,7 +48,7 @@ def url_secrets(url: str) -> list[str]:
     parts = urlsplit(url.strip())
     candidates = [url.strip(), parts.username or "", parts.password or ""]
     host = parts.hostname or ""
-    if host and host != "localhost" and "." not in host and not host.replace(":", "").isdigit():
+    if host and host != "localhost" and "." not in host and ":" not in host:  # not a name or an IP address
         candidates.append(parts.netloc.rsplit("@", 1)[-1])
     candidates += [unquote(segment) for segment in parts.path.split("/")]
     candidates += [unquote(value) for _, value in parse_qsl(parts.query)]
