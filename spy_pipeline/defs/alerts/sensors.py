@@ -12,10 +12,8 @@ import polars as pl
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    DagsterEventType,
     DagsterRunStatus,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     SensorDefinition,
     SensorEvaluationContext,
@@ -23,6 +21,7 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from spy_pipeline.defs.alerts.resources import NotifierResource
 from spy_pipeline.defs.resources import ParquetStoreResource
@@ -74,29 +73,35 @@ def run_failure_alerts(context: RunFailureSensorContext, notifier: NotifierResou
 
 
 @sensor(name="failed_check_alerts", minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts on every failed blocking asset check (read from the event log's check evaluations).")
+        description="Alerts on every failed blocking asset check of this code location (from the instance's "
+        "check executions; cursor: the last execution id seen per check).")
 def failed_check_alerts(context: SensorEvaluationContext, notifier: NotifierResource) -> SkipReason | None:
-    after = int(context.cursor) if context.cursor else -1
-    records = context.instance.event_log_storage.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=500, ascending=True,
-    )
-    if not records:
-        return SkipReason("no new check evaluations")
+    # The per-check execution index, not a scan of all events: the default SQLite event log is sharded by run,
+    # where a global event cursor does not exist.
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    storage = context.instance.event_log_storage
     alerts = []
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
-        if evaluation.passed or not evaluation.blocking:
+    for check_key in sorted(context.repository_def.asset_graph.asset_check_keys, key=str):
+        if not context.repository_def.asset_graph.get_check_spec(check_key).blocking:
             continue
-        alerts.append(check_failed_alert(
-            asset=evaluation.asset_key.to_user_string(), check=evaluation.check_name,
-            partition=evaluation.partition, run_id=record.run_id, description=redact(evaluation.description or ""),
-            ui_url=_ui_url(),
-        ))
+        name = check_key.to_user_string()
+        records = storage.get_asset_check_execution_history(
+            check_key, limit=100, status={AssetCheckExecutionRecordStatus.FAILED}
+        )
+        for record in records:
+            evaluation = record.event.dagster_event.asset_check_evaluation_data if record.event else None
+            if record.id <= seen.get(name, 0) or evaluation is None or evaluation.passed:
+                continue
+            alerts.append(check_failed_alert(
+                asset=check_key.asset_key.to_user_string(), check=check_key.name, partition=evaluation.partition,
+                run_id=record.run_id, description=redact(evaluation.description or ""), ui_url=_ui_url(),
+            ))
+        if records:
+            seen[name] = max(seen.get(name, 0), records[0].id)  # newest first
     if alerts:
         notifier.send(context.instance, alerts, context.log)
-    context.update_cursor(str(records[-1].storage_id))
-    return None if alerts else SkipReason(f"{len(records)} check evaluation(s), none a failed blocking check")
+    context.update_cursor(json.dumps(seen, sort_keys=True))
+    return None if alerts else SkipReason("no new failed blocking check")
 
 
 def _greeks_at_triggers(store: ParquetStoreResource, day: str, events: pl.DataFrame) -> pl.DataFrame:
