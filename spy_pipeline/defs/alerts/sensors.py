@@ -126,7 +126,7 @@ def scanner_event_alerts(
         AssetRecordsFilter(asset_key=MOVEMENT, after_storage_id=after), limit=50, ascending=True
     )
     alerts: list[Alert] = []
-    done = after
+    done, ui_url = after, _ui_url()
     for record in result.records:
         day, run_id = record.partition_key, record.run_id
         path = lake.day_file(store.data_root, "movement", cal.parse_date(day)) if day else None
@@ -142,7 +142,7 @@ def scanner_event_alerts(
             greeks = _greeks_at_triggers(store, day, events)
             for event, extra in zip(events.iter_rows(named=True), greeks.iter_rows(named=True), strict=True):
                 alerts.append(scanner_event_alert(event, iv=extra["iv"], delta=extra["delta"], run_id=run_id,
-                                                  ui_url=_ui_url()))
+                                                  ui_url=ui_url))
         done = record.storage_id
     if alerts:
         notifier.send(context.instance, alerts, context.log)

@@ -116,6 +116,6 @@ def events_csv(events: pl.DataFrame) -> bytes:
             pl.col("start").dt.convert_time_zone(NEW_YORK).dt.strftime("%Y-%m-%d %H:%M").alias("trigger_time_et")
         )
         .select("ticker", "trigger_time_et", pl.exclude("ticker", "trigger_time_et"))
-        .write_csv(datetime_format="%Y-%m-%dT%H:%M:%S%z")
+        .write_csv(datetime_format="%Y-%m-%dT%H:%M:%S%:z")
         .encode()
     )

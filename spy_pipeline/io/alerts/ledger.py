@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,12 +53,22 @@ class AlertLedger:
 
     def claim(self, alert: Alert) -> bool:
         """True for the first caller ever with this key (it must send it); False for every later one."""
+        return bool(self.claim_many([alert]))
+
+    def claim_many(self, alerts: Sequence[Alert]) -> list[Alert]:
+        """The alerts this caller is the first ever to claim, in one transaction (a day's scanner events)."""
+        claimed = []
         with self._lock, self._connect() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO alerts (key, kind, title, claimed_at) VALUES (?, ?, ?, ?)",
-                (alert.key, alert.kind, alert.title, time.time()),
-            )
-            return cursor.rowcount == 1
+            db.execute("BEGIN IMMEDIATE")
+            for alert in alerts:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO alerts (key, kind, title, claimed_at) VALUES (?, ?, ?, ?)",
+                    (alert.key, alert.kind, alert.title, time.time()),
+                )
+                if cursor.rowcount == 1:
+                    claimed.append(alert)
+            db.execute("COMMIT")
+        return claimed
 
     def seen(self, key: str) -> bool:
         with self._lock, self._connect() as db:

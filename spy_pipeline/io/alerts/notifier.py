@@ -187,14 +187,24 @@ class Notifier:
 
     def send(self, alert: Alert) -> bool:
         """Queue `alert` for every channel; returns at once. False when its key was already sent."""
-        if self.ledger is not None and not self.ledger.claim(alert):
-            log.info("alert_duplicate", kind=alert.kind, key=alert.key)
-            return False
+        return bool(self.send_all([alert]))
+
+    def send_all(self, alerts: Iterable[Alert]) -> list[Alert]:
+        """Queue the alerts not sent before (one ledger transaction for all); returns them, at once."""
+        alerts = list(alerts)
+        new = self.ledger.claim_many(alerts) if self.ledger is not None else alerts
+        for duplicate in {alert.key for alert in alerts} - {alert.key for alert in new}:
+            log.info("alert_duplicate", key=duplicate)
+        for alert in new:
+            self._queue(alert)
+        return new
+
+    def _queue(self, alert: Alert) -> None:
         log.warning("alert", kind=alert.kind, key=alert.key, title=alert.title, body=alert.body,
                     channels=self.channels or "none: SPY_PIPELINE_ALERT_URLS is not set")
         if not self._channels:
             self._record(Delivery("log", (alert.key,), "logged", 0, 0.0))
-            return True
+            return
         for channel in self._channels:
             with self._done:
                 self._outstanding += 1
@@ -202,11 +212,6 @@ class Notifier:
                 channel.queue.put_nowait(alert)
             except queue.Full:
                 self._report(Delivery(channel.label, (alert.key,), "failed", 0, 0.0, "queue full: dropped"), 1)
-        return True
-
-    def send_all(self, alerts: Iterable[Alert]) -> list[Alert]:
-        """The alerts that were new (and are now on their way)."""
-        return [alert for alert in alerts if self.send(alert)]
 
     def _report(self, delivery: Delivery, alerts: int) -> None:
         self._record(delivery)
