@@ -2,6 +2,7 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from spy_pipeline.defs.alerts import ALERT_ASSETS, ALERT_SENSORS, NotifierResource
 from spy_pipeline.defs.automation import SENSORS
 from spy_pipeline.defs.operations import OPERATIONS_ASSETS, OPERATIONS_JOBS, OPERATIONS_SCHEDULES
 from spy_pipeline.defs.processed.assets import consolidated
@@ -40,10 +41,10 @@ reports_job = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS, *STREAMING_ASSETS],
+    assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS, *STREAMING_ASSETS, *ALERT_ASSETS],
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
     jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS, *STREAMING_JOBS],
     schedules=[*OPERATIONS_SCHEDULES, *STREAMING_SCHEDULES],
-    sensors=[*SENSORS, *STREAMING_SENSORS],
-    resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
+    sensors=[*SENSORS, *STREAMING_SENSORS, *ALERT_SENSORS],
+    resources={"polygon": PolygonResource(), "store": ParquetStoreResource(), "notifier": NotifierResource()},
 )

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import structlog
 
@@ -19,6 +20,14 @@ REDACTED = "***"
 _QUERY_KEY = re.compile(r"(?i)(apikey=)[^&\s'\"]+")
 _BEARER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?bearer\s+)[^\s'\",}]+")
 _BARE_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.~+/=]{6,}")
+# Notification URLs (Apprise) carry bot tokens, webhook keys and passwords anywhere after the scheme: any such URL
+# that reaches text keeps only its scheme. http(s) URLs are left alone (the Polygon base URL and UI links).
+NOTIFY_SCHEMES = (
+    "tgram", "slack", "discord", "mailto", "mailtos", "json", "jsons", "form", "forms", "xml", "xmls", "msteams",
+    "ntfy", "ntfys", "pover", "gotify", "gotifys", "matrix", "matrixs", "mmost", "mmosts", "rocket", "rockets",
+    "pbul", "signal", "signals", "zulip", "apprise", "apprises", "whatsapp", "twilio", "wxteams", "lametric",
+)
+_NOTIFY_URL = re.compile(r"(?i)\b(" + "|".join(NOTIFY_SCHEMES) + r")://[^\s'\",]+")
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -32,11 +41,33 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of a notification URL that may be secret: the URL itself, user and password, the host when it
+    is not a network address (Telegram's bot token is the host of tgram://TOKEN/CHAT), path segments and query
+    values. Short parts (under 6 characters) are left out: they would redact common words everywhere."""
+    parts = urlsplit(url.strip())
+    candidates = [url.strip(), parts.username or "", parts.password or ""]
+    host = parts.hostname or ""
+    if host and host != "localhost" and "." not in host and ":" not in host:  # not a name or an IP address
+        candidates.append(parts.netloc.rsplit("@", 1)[-1])
+    candidates += [unquote(segment) for segment in parts.path.split("/")]
+    candidates += [unquote(value) for _, value in parse_qsl(parts.query)]
+    return [c for c in dict.fromkeys(candidates) if len(c) >= 6]
+
+
+def register_url_secrets(urls: Iterable[str]) -> None:
+    """Register every secret part of notification URLs (see `url_secrets`) for redaction."""
+    for url in urls:
+        for secret in url_secrets(url):
+            register_secret(secret)
+
+
 def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     text = _QUERY_KEY.sub(r"\1" + REDACTED, text)
     text = _BEARER.sub(r"\1" + REDACTED, text)
+    text = _NOTIFY_URL.sub(r"\1://" + REDACTED, text)
     return _BARE_BEARER.sub(r"\1" + REDACTED, text)
 
 
@@ -86,14 +117,18 @@ def _shared_processors() -> list[Any]:
     ]
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str | None] = ()) -> None:
-    """Idempotent: later calls only register more secrets and adjust the level."""
+def configure_logging(
+    level: str = "INFO", fmt: str = "auto", secrets: Iterable[str | None] = (), secret_urls: Iterable[str] = ()
+) -> None:
+    """Idempotent: later calls only register more secrets and adjust the level. `secret_urls`: notification URLs
+    whose secret parts are registered too (`register_url_secrets`)."""
     global _configured
     for secret in secrets:
         register_secret(secret)
+    register_url_secrets(secret_urls)
     root = logging.getLogger()
     root.setLevel(level)
-    for chatty in ("alembic", "urllib3.connectionpool"):  # per-migration and per-retry chatter
+    for chatty in ("alembic", "urllib3.connectionpool", "apprise"):  # per-migration and per-retry chatter
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     with _lock:
         if _configured:

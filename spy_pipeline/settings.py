@@ -22,6 +22,11 @@ FREE_TIER_REQUESTS_PER_MINUTE = 5
 TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
 RATE_LIMIT_STATE_FILE = "polygon_rate_limit.json"
 DEFAULT_DAGSTER_HOME_DIR = ".dagster_home"  # as runner.DEFAULT_DAGSTER_HOME and the Makefile
+ALERT_STATE_FILE = "alerts.sqlite"
+
+
+def _split_urls(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 URI_PATTERN = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://(?P<rest>.*)\Z", re.DOTALL)
@@ -87,6 +92,55 @@ class Settings(BaseSettings):
     )
     run_end_date: dt.date = Field(default=dt.date(2025, 1, 10), validation_alias="SPY_PIPELINE_RUN_END_DATE")
     run_days: int = Field(default=5, ge=1, le=500, validation_alias="SPY_PIPELINE_RUN_DAYS")
+
+    # --- Alerts (spy_pipeline/io/alerts, spy_pipeline/defs/alerts) ---
+    alert_urls: SecretStr | None = Field(
+        default=None, validation_alias="SPY_PIPELINE_ALERT_URLS",
+        description="Comma-separated Apprise notification URLs (tgram://, slack://, discord://, mailtos://, json://); "
+        "secret: they carry tokens. Unset: alerts only in the Dagster UI and the logs.",
+    )
+    alert_state: Path | None = Field(
+        default=None, validation_alias="SPY_PIPELINE_ALERT_STATE",
+        description="The SQLite file of alerts already sent (dedup across processes and daemon restarts). Default: "
+        f"{ALERT_STATE_FILE} in $DAGSTER_HOME, else in .dagster_home/ beside the data dir.",
+    )
+    ui_url: str = Field(
+        default="http://127.0.0.1:3000", validation_alias="SPY_PIPELINE_UI_URL",
+        description="The Dagster UI's address, for the run links in alerts.",
+    )
+
+    @field_validator("alert_urls")
+    @classmethod
+    def _check_alert_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for position, url in enumerate(_split_urls(value.get_secret_value()), start=1):
+            if not URI_PATTERN.match(url) or any(c.isspace() for c in url):
+                # never echo the URL: it carries secrets
+                raise ValueError(f"URL {position} is not scheme://... (e.g. tgram://BOT_TOKEN/CHAT_ID)")
+        return value
+
+    @field_validator("ui_url")
+    @classmethod
+    def _check_ui_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s?#]+$", value):
+            raise ValueError("must be http(s)://host[:port][/path]")
+        return value.rstrip("/")
+
+    @property
+    def alert_url_list(self) -> list[str]:
+        return _split_urls(self.alert_urls.get_secret_value()) if self.alert_urls else []
+
+    @property
+    def resolved_alert_state(self) -> Path:
+        if self.alert_state is not None:
+            return self.alert_state.expanduser().resolve()
+        dagster_home = os.environ.get("DAGSTER_HOME", "").strip()
+        if dagster_home:
+            return (Path(dagster_home).expanduser() / ALERT_STATE_FILE).resolve()
+        beside = self.resolved_data_dir.parent if self.data_dir_is_local else Path.cwd().resolve()
+        return beside / DEFAULT_DAGSTER_HOME_DIR / ALERT_STATE_FILE
+    # --- end of alerts ---
 
     @field_validator("equity_tickers", mode="before")
     @classmethod

@@ -66,3 +66,56 @@ def test_a_planted_key_appears_nowhere_after_a_backfill_with_failures(
         for path, content in _bytes_under(home) + _bytes_under(data_dir):
             assert secret.encode() not in content, f"{path} contains the API key"
     assert os.environ["POLYGON_API_KEY"] == WRONG  # the test planted what it scanned for
+
+
+ALERT_TOKEN = "PLANTED-ALERT-TOKEN-3f2e9a"
+ALERT_PASSWORD = "PLANTED-ALERT-PASS-91ab7c"
+
+
+def test_planted_alert_url_secrets_appear_nowhere_after_alerts_are_sent_and_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from dagster import asset, build_run_status_sensor_context
+
+    from spy_pipeline.defs.alerts import ALERT_DELIVERIES, NotifierResource, run_failure_alerts
+    from spy_pipeline_tests.alert_receiver import AlertReceiver, closed_port
+
+    @asset
+    def doomed() -> None:
+        raise RuntimeError("planted failure")
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("SPY_PIPELINE_LOG_FORMAT", "json")
+    monkeypatch.setenv("SPY_PIPELINE_LOG_LEVEL", "DEBUG")
+    log_output = io.StringIO()
+    notifier = NotifierResource(digest_window_s=0.0, max_attempts=2, wait_s=10.0)
+    with AlertReceiver() as receiver, DagsterInstance.get() as instance:
+        down = f"json://alertuser:{ALERT_PASSWORD}@127.0.0.1:{closed_port()}/hook/{ALERT_TOKEN}"
+        monkeypatch.setenv("SPY_PIPELINE_ALERT_URLS",
+                           f"json://alertuser:{ALERT_PASSWORD}@127.0.0.1:{receiver.port}/hook/{ALERT_TOKEN},{down}")
+        _capture_project_logs(monkeypatch, log_output)
+        result = materialize([doomed], instance=instance, raise_on_error=False, resources=RESOURCES)
+        context = build_run_status_sensor_context(
+            sensor_name="run_failure_alerts", dagster_event=result.get_run_failure_event(), dagster_instance=instance,
+            dagster_run=result.dagster_run, resources={"notifier": notifier},
+        ).for_run_failure()
+        run_failure_alerts(context)
+        records = [str(entry) for entry in instance.all_logs(result.run_id)]
+        observations = [str(r) for r in instance.fetch_observations(ALERT_DELIVERIES, limit=10).records]
+        run = str(instance.get_run_by_id(result.run_id))
+    captured = capfd.readouterr()
+    logs = log_output.getvalue()
+    assert receiver.paths == [f"/hook/{ALERT_TOKEN}"]  # the planted URL was really used
+    assert "alert_delivery_failed" in logs and "json #2" in logs  # and the down one really failed
+    assert observations and "json #1: sent" in observations[0] and "json #2: failed" in observations[0]
+    texts = {"stdout": captured.out, "stderr": captured.err, "project logs": logs, "event log": "\n".join(records),
+             "alert_deliveries observations": "\n".join(observations), "run and its config": run,
+             "sensor log": str(context.log)}
+    for secret in (ALERT_TOKEN, ALERT_PASSWORD):
+        for where, text in texts.items():
+            assert secret not in text, f"{where} contains an alert URL secret"
+        for path, content in _bytes_under(home):  # the ledger (alerts.sqlite) included
+            assert secret.encode() not in content, f"{path} contains an alert URL secret"
+    assert any(path.name.startswith("alerts.sqlite") for path, _ in _bytes_under(home))

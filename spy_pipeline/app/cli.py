@@ -1,5 +1,6 @@
 """The `spy-pipeline` command: `run` (the main backfill), `status` (what the Dagster instance holds),
-`docs` (the README's generated sections), `simulate` (a replayed streaming day) and `sandbox serve`."""
+`report` (the scanner's figures over a range of days), `docs` (the README's generated sections), `simulate`
+(a replayed streaming day) and `sandbox serve`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status", help="partitions materialized per asset, failed asset checks, last run per job (DAGSTER_HOME)"
     )
+    report = commands.add_parser(
+        "report", help="the scanner's eight summary figures and events by hour (ET) over a range of days (data dir)"
+    )
+    report.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    report.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
+    report.add_argument("--trigger-pct", type=float, default=20.0, help="the trigger options_movement used (20)")
     docs = commands.add_parser(
         "docs", help="rewrite README.md's generated sections (datasets, asset graph, CLI reference) from the code"
     )
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "status":
             return _status()
+        if args.command == "report":
+            return _report(args)
         if args.command == "docs":
             return _docs(args)
         if args.command == "simulate":
@@ -128,6 +137,19 @@ def _status() -> int:
 
     print(report_status(Path.cwd()))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from spy_pipeline.app.report import load_range, render
+
+    start, end = cal.parse_date(args.start), cal.parse_date(args.end)
+    if not args.trigger_pct > 0:
+        raise ConfigError(f"--trigger-pct must be positive, got {args.trigger_pct:g}")
+    settings = load_settings()
+    data_dir = settings.resolved_data_dir if settings.data_dir_is_local else str(settings.data_dir)
+    report = load_range(data_dir, start, end, args.trigger_pct)
+    print(render(report, str(data_dir)))
+    return 0 if report.summary is not None else 1
 
 
 def _docs(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from spy_pipeline.settings import Settings, load_settings
 def settings_with_logging() -> Settings:
     settings = load_settings()
     key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
-    configure_logging(settings.log_level, settings.log_format, secrets=[key])
+    configure_logging(settings.log_level, settings.log_format, secrets=[key], secret_urls=settings.alert_url_list)
     return settings
 
 

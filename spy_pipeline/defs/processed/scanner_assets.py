@@ -13,7 +13,7 @@ from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.raw.options_assets import raw_options_bars
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.domain.scanner import movement_events, movement_summary
+from spy_pipeline.domain.scanner import NEW_YORK, movement_events, movement_summary
 from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.io import lake, storage
 
@@ -56,11 +56,12 @@ def options_movement(
     group_name="reports",
     deps=[options_movement],
     kinds={"polars", "csv"},
-    metadata={"path": "reports/options_movement_summary.csv"},
+    metadata={"path": "reports/options_movement_{summary,events}_{start}_{end}.csv"},
 )
 def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource) -> MaterializeResult:
     """The scanner's figures over a range of days: contract-days, bars, events per contract-day,
-    minutes and share above the trigger, durations, events by trigger hour (ET); also as CSV."""
+    minutes and share above the trigger, durations, events by trigger hour (ET); also as CSV, with the events
+    themselves (one row per event) in a second CSV beside it."""
     root = store.data_root
     folder = root.uri(root.dataset_path(*lake.FOLDERS["movement"]))
     scanned = store.partition_days(*lake.FOLDERS["movement"])
@@ -78,6 +79,8 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
     by_hour = summary["events_by_trigger_hour"]
     report = f"{root.dataset_path('reports')}/options_movement_summary_{days[0]}_{days[-1]}.csv"
     root.write_bytes(_csv(figures, by_hour), report)
+    events_report = f"{root.dataset_path('reports')}/options_movement_events_{days[0]}_{days[-1]}.csv"
+    root.write_bytes(events_csv(events), events_report)
     return MaterializeResult(
         metadata={
             "first_day": str(days[0]),
@@ -91,6 +94,7 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
                 summary["events_per_contract_day"].columns, summary["events_per_contract_day"].rows()
             ),
             "csv": MetadataValue.path(root.uri(report)),
+            "events_csv": MetadataValue.path(root.uri(events_report)),
         }
     )
 
@@ -102,3 +106,16 @@ def _csv(figures: dict, by_hour: pl.DataFrame) -> bytes:
     writer.writerows(figures.items())
     writer.writerows([f"events_at_{hour:02d}h_et", count] for hour, count in by_hour.rows())
     return text.getvalue().encode()
+
+
+def events_csv(events: pl.DataFrame) -> bytes:
+    """One row per event, sorted by start: times as ISO 8601 UTC plus the trigger time in New York."""
+    return (
+        events.sort("start", "ticker")
+        .with_columns(
+            pl.col("start").dt.convert_time_zone(NEW_YORK).dt.strftime("%Y-%m-%d %H:%M").alias("trigger_time_et")
+        )
+        .select("ticker", "trigger_time_et", pl.exclude("ticker", "trigger_time_et"))
+        .write_csv(datetime_format="%Y-%m-%dT%H:%M:%S%:z")
+        .encode()
+    )
