@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SensorResult, build_sensor_context
 
+from spy_pipeline.defs.alerts import ALERT_DELIVERIES, NotifierResource
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.defs.streaming.sensors import (
     STALLED_TAG,
@@ -53,7 +54,7 @@ def tick(
     sensor, instance: DagsterInstance, cursor: str | None = None, store: ParquetStoreResource | None = None
 ) -> SensorResult:
     """One evaluation, with the `store` resource as Definitions gives it (default: SPY_PIPELINE_DATA_DIR)."""
-    resources = {"store": store or ParquetStoreResource()}
+    resources = {"store": store or ParquetStoreResource(), "notifier": NotifierResource(wait_s=0)}
     result = sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
     assert isinstance(result, SensorResult)
     return result
@@ -151,9 +152,17 @@ def test_health_sensor_stops_a_stalled_session_with_the_reason(instance: Dagster
     assert stopped.tags[STALLED_TAG].startswith("no heartbeat for 300 s (limit 120 s)")
     messages = [r.dagster_event.message or "" for r in instance.all_logs(run.run_id) if r.dagster_event]
     assert any("stalled: no heartbeat for 300 s (limit 120 s)" in m for m in messages), messages
+    # ... an alert goes out (logged only here: no SPY_PIPELINE_ALERT_URLS), recorded on alert_deliveries
+    (observed,) = [e.asset_observation for e in _observations(instance, ALERT_DELIVERIES)]
+    assert observed.metadata["keys"].value == [f"session-stalled:{run.run_id}"]
     # ... and market_open_sensor starts the next attempt
     (restart,) = tick(build_market_open_sensor(clock=lambda: et(TRADING_DAY, "11:00")), instance).run_requests
     assert restart.run_key == f"stream-session-{TRADING_DAY}-2"
+
+
+def _observations(instance: DagsterInstance, key):
+    records = instance.fetch_observations(key, limit=10).records
+    return [record.event_log_entry for record in records]
 
 
 def test_a_restarted_session_is_not_judged_by_the_previous_heartbeat(

@@ -25,12 +25,15 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import RunRecord
 
+from spy_pipeline.defs.alerts import NotifierResource
 from spy_pipeline.defs.automation.sensors import utc_now
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.defs.streaming.intraday_assets import INTRADAY_JOB
 from spy_pipeline.defs.streaming.session_job import STREAM_DAY_TAG, STREAM_JOB
 from spy_pipeline.domain import trading_calendar as cal
+from spy_pipeline.io.alerts import Alert, session_stalled_alert
 from spy_pipeline.logs import get_logger
+from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import landed_sources
 from spy_pipeline.streaming.planning import (
     DEFAULT_INTRADAY_INTERVAL,
@@ -127,20 +130,23 @@ def build_stream_health_sensor(
         f"{STALLED_TAG} with the reason and terminated (marked failed if its process is gone); "
         "market_open_sensor then starts a new one while the market is open.",
     )
-    def _health(context: SensorEvaluationContext, store: ParquetStoreResource) -> SensorResult:
+    def _health(
+        context: SensorEvaluationContext, store: ParquetStoreResource, notifier: NotifierResource
+    ) -> SensorResult:
         now = clock()
         instance = context.instance
         root = store.data_root
         running = running_sessions(instance)
-        stalled = 0
+        stalled: list[Alert] = []
         for record in running:
             day = _session_day(record)
             started = _run_started(record)
             reason = stall_reason(read_heartbeat(root, day), started, now, stall)
             if reason is None:
                 continue
-            stalled += 1
             run = record.dagster_run
+            stalled.append(session_stalled_alert(day=day.isoformat(), run_id=run.run_id, reason=reason,
+                                                 ui_url=load_settings().ui_url))
             message = f"stream session {day} stalled: {reason}"
             context.log.warning(f"{run.run_id}: {message}")
             log.warning("stream_session_stalled", run=run.run_id, day=day.isoformat(), reason=reason)
@@ -148,7 +154,9 @@ def build_stream_health_sensor(
             instance.report_engine_event(message, run)
             if not _terminate(instance, run.run_id):  # no process to stop: record the failure ourselves
                 instance.report_run_failed(run, message=message)
-        return SensorResult(skip_reason=f"{len(running)} running session(s), {stalled} stalled")
+        if stalled:
+            notifier.send(instance, stalled, context.log)
+        return SensorResult(skip_reason=f"{len(running)} running session(s), {len(stalled)} stalled")
 
     return _health
 
