@@ -10,7 +10,14 @@ from py_vollib.black_scholes_merton.greeks.analytical import delta as vollib_del
 from py_vollib.black_scholes_merton.implied_volatility import implied_volatility
 
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.domain.consolidate import DayInputs, consolidate_day, expiry_close, time_to_expiry_years
+from spy_pipeline.domain.consolidate import (
+    DayInputs,
+    consolidate_day,
+    expiry_close,
+    missing_history_rows,
+    time_to_expiry_years,
+)
+from spy_pipeline.domain.indicators import INDICATOR_COLUMNS, RECURSIVE_COLUMNS
 from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io.bars import minute_bars_by_day
 from spy_pipeline.io.ingest import contracts_dataset
@@ -117,6 +124,58 @@ def test_news_is_known_only_once_published() -> None:
     assert after["news_sentiment"].unique().to_list() == [1.0]
     assert at["news_articles_last_hour"].unique().to_list() == [0]
     assert after["news_articles_last_hour"].unique().to_list() == [1]
+
+
+def _article(article_id: str, published: dt.datetime, sentiment: str = "positive") -> dict:
+    return {"id": article_id, "published_utc": published.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "insights": [{"ticker": "SPY", "sentiment": sentiment}]}
+
+
+def test_an_article_at_the_minutes_end_belongs_to_the_next_minute_for_both_news_columns() -> None:
+    """One rule: minutes are [start, start + 1 min); an article published exactly at 10:31:00 is news of the
+    10:31 minute, not of 10:30: neither its sentiment nor its count shows at 10:30, both show at 10:31. The
+    last hour of a minute is [end - 1 h, end), so an article exactly at its start counts."""
+    minute = cal.session_bounds(DAY).open + dt.timedelta(minutes=60)
+    end = minute + dt.timedelta(minutes=1)
+    articles = [
+        _article("hour-start", end - dt.timedelta(hours=1), "negative"),
+        _article("at-end", end, "positive"),
+    ]
+    frame = consolidate_day(_inputs(news=news_frame(articles, ["SPY"])))
+    at, after = (
+        frame.filter(pl.col("timestamp") == m).select("news_sentiment", "news_articles_last_hour").unique().rows()
+        for m in (minute, end)
+    )
+    assert at == [(-1.0, 1)]  # only the article at the hour's start: counted, and the latest known
+    assert after == [(1.0, 1)]  # the article at 10:31:00 now; the first one is 1 h + 1 min old
+
+
+def test_without_the_previous_day_history_dependent_values_are_null_and_counted() -> None:
+    open_ = cal.session_bounds(DAY).open
+    news_since = cal.session_bounds(cal.previous_trading_day(DAY)).after_hours_close  # where the day's news starts
+    yesterday = _article("yesterday", open_ - dt.timedelta(hours=20), "negative")  # in the previous day's news
+    today = _article("today", open_ + dt.timedelta(minutes=90), "positive")
+    warm_inputs = _inputs(news=news_frame([yesterday, today], ["SPY"]), news_since=news_since - dt.timedelta(days=1))
+    warm = consolidate_day(warm_inputs)
+    assert missing_history_rows(warm, warm_inputs) == {"indicators": 0, "news_sentiment": 0}
+
+    cold_inputs = _inputs(spy_previous=None, news=news_frame([today], ["SPY"]), news_since=news_since)
+    cold = consolidate_day(cold_inputs)
+    assert cold.select("ticker", "timestamp").equals(warm.select("ticker", "timestamp"))
+    for name in RECURSIVE_COLUMNS:
+        assert cold[name].null_count() == cold.height and not cold[name].is_nan().any(), name
+    assert cold["roc_60m"].null_count() == cold.filter(pl.col("timestamp") < open_ + dt.timedelta(minutes=60)).height
+    for name in ("spy_close", "iv", "delta", "news_articles_last_hour"):  # none of these needs the day before
+        assert cold[name].equals(warm[name]), name
+    counted = missing_history_rows(cold, cold_inputs)
+    assert counted["indicators"] == cold.select(pl.any_horizontal(pl.col(INDICATOR_COLUMNS).is_null()).sum()).item()
+    assert counted["indicators"] == cold.height
+    # Sentiment: the warm day knows yesterday's article until today's; the cold day knows nothing until then:
+    # null (never a guess), and counted. From today's article on both agree.
+    before = pl.col("timestamp") < open_ + dt.timedelta(minutes=90)
+    assert warm.filter(before)["news_sentiment"].unique().to_list() == [-1.0]
+    assert cold.filter(before)["news_sentiment"].null_count() == counted["news_sentiment"] == cold.filter(before).height
+    assert cold.filter(~before)["news_sentiment"].equals(warm.filter(~before)["news_sentiment"])
 
 
 def test_sentiment_older_than_24_hours_is_not_used() -> None:

@@ -64,7 +64,8 @@ def datasets() -> list[Dataset]:
     """Every dataset the pipeline writes, with its declared columns."""
     consolidated = schemas.CONSOLIDATED
     events = movement_events(pl.DataFrame(schema=schemas.MINUTE_BARS.polars_schema)).schema
-    feature_columns = build_features(pl.DataFrame(schema=consolidated.polars_schema)).schema
+    spy_grid = pl.DataFrame(schema={"timestamp": schemas.UTC_TIMESTAMP, "close": pl.Float64()})
+    feature_columns = build_features(pl.DataFrame(schema=consolidated.polars_schema), spy_grid).schema
     horizon = inspect.signature(forward_targets).parameters["horizon"].default
     first, last = target_columns(horizon)[0], target_columns(horizon)[-1]
     corporate = "/".join(("raw", "corporate_actions"))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, EventLogEntry, ExecuteInProcessResult
+from dagster import DagsterEventType, DagsterInstance, EventLogEntry, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline.domain import trading_calendar as cal
@@ -39,7 +39,6 @@ class RunSummary:
     expected_daily_assets: list[str] = field(default_factory=list)
     daily_materialized: dict[str, set[str]] = field(default_factory=dict)  # asset -> partitions in the range
     other_assets: list[str] = field(default_factory=list)
-    warmup: str = ""
     checks_passed: int = 0
     checks_failed: int = 0
 
@@ -60,17 +59,15 @@ def run_backfill(
     end: dt.date, days: int, data_dir: Path | str, progress: Callable[[str], None] | None = None
 ) -> RunSummary:
     """`data_dir` (a local folder or an object-store URI) only labels the files in the summary; `progress`
-    receives a line per phase and per finished step while the runs go."""
+    receives a line per phase and per finished step while the runs go. No warm-up run: `consolidated`
+    reads the trading day before the range itself (from the lake, else from Polygon, not written)."""
     from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job, reports_job
 
-    warmup, *rest = cal.last_trading_days(end, days + 1)
-    keys = [day.isoformat() for day in rest]
+    keys = [day.isoformat() for day in cal.last_trading_days(end, days)]
     started = time.monotonic()
     runs = [
         # dividends and splits first: option pricing needs the dividend yield
         (reference_data_job.name, {}, QUIET_CONSOLE),
-        # the trading day before the range: SPY bars to warm the indicators up
-        (daily_backfill_job.name, _range(warmup.isoformat(), warmup.isoformat()), {**QUIET_CONSOLE}),
         (daily_backfill_job.name, _range(keys[0], keys[-1]), QUIET_CONSOLE),
         (
             reports_job.name,
@@ -81,7 +78,6 @@ def run_backfill(
     ]
     phases = [
         "reference data (dividends, splits)",
-        f"indicator warm-up: raw_spy_bars for {warmup}",
         f"daily assets for {len(keys)} partitions, {keys[0]} to {keys[-1]}, in one run",
         f"reports over {keys[0]} to {keys[-1]}",
     ]
@@ -89,8 +85,6 @@ def run_backfill(
     with DagsterInstance.get() as instance:
         for index, (job, tags, run_config) in enumerate(runs):
             job_def = defs.resolve_job_def(job)
-            if index == 1:  # warm-up: SPY bars only
-                job_def = job_def.get_subset(asset_selection={AssetKey("raw_spy_bars")})
             run_id = str(uuid.uuid4())
             if progress is not None:
                 progress(f"[{index + 1}/{len(runs)}] {phases[index]}")
@@ -107,9 +101,9 @@ def run_backfill(
     for index, result in enumerate(results):
         for event in result.get_asset_materialization_events():
             name = event.asset_key.to_user_string()
-            if index == 2:
+            if index == 1:
                 daily.setdefault(name, set()).add(event.partition)
-            elif index != 1 and name not in others:
+            elif name not in others:
                 others.append(name)
     evaluations = [e for result in results for e in result.get_asset_check_evaluations()]
     return RunSummary(
@@ -119,7 +113,6 @@ def run_backfill(
         ),
         daily_materialized=daily,
         other_assets=others,
-        warmup=warmup.isoformat() if len(results) > 1 and results[1].success else "",
         checks_passed=sum(e.passed for e in evaluations),
         checks_failed=sum(not e.passed for e in evaluations),
     )
@@ -161,8 +154,6 @@ def closing_lines(summary: RunSummary, data_dir: Path | str, home: Path) -> list
         counted = (f"materialized {materialized} of {partitions * assets} asset partitions "
                    f"({partitions} partitions \N{MULTIPLICATION SIGN} {assets} assets)")
     extras = [*summary.other_assets]
-    if summary.warmup:
-        extras.append(f"raw_spy_bars for the warm-up day {summary.warmup}")
     status = "succeeded" if summary.success else "FAILED (see the FAILED lines above)"
     lines = [
         f"Summary: {status} in {summary.seconds:.1f} s",

@@ -4,19 +4,30 @@ Every row joins the option's minute bar with the SPY minute it traded in (price,
 up on the previous trading day), the VIX value and the news sentiment known at that minute, the
 contract's terms, and Black-Scholes-Merton implied volatility and greeks computed from the option's
 close. Nothing is looked up from the future: VIX and news are backward as-of joins.
+
+News and minutes share one rule: a minute is the half-open interval [start, start + 1 min), and an
+article belongs to the minute its publication time falls in. So an article published exactly at a
+minute's end (12:01:00.000) belongs to the next minute: neither `news_sentiment` nor
+`news_articles_last_hour` of the 12:00 minute sees it; both of the 12:01 minute do. The last hour of a
+minute is its own minute and the 59 before it, [end - 1 h, end); the 24-hour look-back is [end - 24 h, end).
+
+Nothing is computed from missing history: without the previous trading day's SPY bars the indicators
+that need them are null (`indicators.day_indicators`), and a news look-back reaching before the news the
+inputs cover (`DayInputs.news_since`) leaves `news_sentiment` null when no article was found in what is
+covered. `missing_history_rows` counts both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.black_scholes import implied_vol_and_greeks
-from spy_pipeline.domain.indicators import day_indicators
+from spy_pipeline.domain.indicators import INDICATOR_COLUMNS, day_indicators
 from spy_pipeline.domain.schemas import CONSOLIDATED
 
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
@@ -35,6 +46,10 @@ class DayInputs:
     news: pl.DataFrame  # NEWS of the day and the previous trading day (for the 24 h look-back)
     risk_free_rate: float
     dividend_yield: float
+    # The earliest publication time `news` is complete from (None: complete for any look-back).
+    news_since: dt.datetime | None = None
+    # Where the previous trading day's data came from, per dataset: for the asset's metadata.
+    history: dict[str, str] = field(default_factory=dict)
 
 
 def expiry_close(expiration: dt.date) -> dt.datetime:
@@ -79,7 +94,10 @@ def spy_minutes(inputs: DayInputs) -> pl.DataFrame:
 
 
 def _with_news(grid: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:
-    """Latest sentiment known by the end of each minute (24 h tolerance), articles in the last hour."""
+    """Latest sentiment published before each minute's end (24 h look-back), articles in its last hour.
+
+    Both follow the module's rule: published in [end - look-back, end), the end itself excluded.
+    """
     known_at = grid["timestamp"] + MINUTE
     scored = (
         news.filter(pl.col("sentiment").is_not_null())
@@ -88,15 +106,30 @@ def _with_news(grid: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:
     )
     grid = (
         grid.with_columns(known_at=known_at)
-        .join_asof(scored, left_on="known_at", right_on="published", strategy="backward", tolerance=NEWS_TOLERANCE)
+        .join_asof(
+            scored, left_on="known_at", right_on="published", strategy="backward",
+            tolerance=NEWS_TOLERANCE, allow_exact_matches=False,
+        )
         .drop("published")
     )
     published = np.sort(news["published_utc"].dt.epoch("us").to_numpy())
     end = grid["known_at"].dt.epoch("us").to_numpy()
     hour = int(3_600 * 1e6)
-    # Articles published in (known_at - 1 h, known_at): a count from two binary searches, no loop.
-    counts = np.searchsorted(published, end, side="left") - np.searchsorted(published, end - hour, side="right")
+    # Articles published in [end - 1 h, end): a count from two binary searches, no loop.
+    counts = np.searchsorted(published, end, side="left") - np.searchsorted(published, end - hour, side="left")
     return grid.with_columns(news_articles_last_hour=pl.Series(counts, dtype=pl.Int32)).drop("known_at")
+
+
+def missing_history_rows(rows: pl.DataFrame, inputs: DayInputs) -> dict[str, int]:
+    """How many consolidated `rows` lack a value because history before the day could not be had:
+    an indicator (null: no previous trading day's SPY bars) or the news sentiment (null, and the 24 h
+    look-back reaches before `inputs.news_since`). Zero and zero when the previous day was at hand."""
+    indicators_missing = rows.select(pl.any_horizontal(pl.col(INDICATOR_COLUMNS).is_null()).sum()).item()
+    news_missing = 0
+    if inputs.news_since is not None:
+        reaches_before = pl.col("timestamp") + MINUTE - NEWS_TOLERANCE < inputs.news_since
+        news_missing = rows.select((reaches_before & pl.col("news_sentiment").is_null()).sum()).item()
+    return {"indicators": int(indicators_missing), "news_sentiment": int(news_missing)}
 
 
 def _contract_terms(contracts: pl.DataFrame) -> pl.DataFrame:

@@ -1,6 +1,8 @@
 """Model features from a consolidated day (pure, vectorized; lags are in minutes of time, not rows).
 
-- SPY: percentage change of the close over each lag, on the regular-session minute grid.
+- SPY: percentage change of the close over each lag, k minutes back on SPY's regular-session minute
+  grid of the day (`indicators.spy_minute_grid`, built from the day's SPY bars, not from the minutes in
+  which some option traded); null for the first k minutes of the session (the lag stays in the session).
 - Options: each contract's IV change over each lag (the same contract's IV k minutes earlier, null
   when it had no bar then), the at-the-money IV of the minute, and IV minus that ATM IV.
   ATM IV of a minute: the mean IV of the contracts of the nearest expiration trading in that minute
@@ -32,17 +34,16 @@ def _check_lags(lags: Sequence[int]) -> None:
         raise ValueError(f"lags must be positive whole minutes, got {list(lags)}")
 
 
-def spy_lag_changes(consolidated: pl.DataFrame, lags: Sequence[int]) -> pl.DataFrame:
-    """One row per minute of the day: SPY's % change over each lag (null before the lag is available)."""
-    minutes = consolidated.select("timestamp", "spy_close").unique("timestamp").sort("timestamp")
-    for k in lags:
-        earlier = minutes.select(
-            (pl.col("timestamp") + dt.timedelta(minutes=k)).alias("timestamp"), pl.col("spy_close").alias("_then")
-        )
-        minutes = minutes.join(earlier, on="timestamp", how="left").with_columns(
-            ((pl.col("spy_close") / pl.col("_then") - 1) * 100).alias(f"spy_pct_change_{k}m")
-        ).drop("_then")
-    return minutes.drop("spy_close")
+def spy_lag_changes(spy_grid: pl.DataFrame, lags: Sequence[int]) -> pl.DataFrame:
+    """One row per minute of `spy_grid` (timestamp, close: one day's regular-session minute grid): SPY's %
+    change over each lag, k grid rows (= minutes) back; null for the first k minutes."""
+    steps = spy_grid["timestamp"].diff().drop_nulls()
+    if spy_grid.height > 1 and not (steps == dt.timedelta(minutes=1)).all():
+        raise ValueError("spy_lag_changes: the SPY grid must have one row per minute, in order")
+    close = pl.col("close")
+    return spy_grid.select(
+        "timestamp", *(((close / close.shift(k) - 1) * 100).alias(f"spy_pct_change_{k}m") for k in lags)
+    )
 
 
 def atm_iv(consolidated: pl.DataFrame) -> pl.DataFrame:
@@ -56,8 +57,11 @@ def atm_iv(consolidated: pl.DataFrame) -> pl.DataFrame:
     return closest.group_by("timestamp").agg(atm_iv=pl.col("iv").mean())
 
 
-def build_features(consolidated: pl.DataFrame, lags: Sequence[int] = DEFAULT_LAGS) -> pl.DataFrame:
-    """ticker, timestamp and feature_columns(lags) for every consolidated row."""
+def build_features(
+    consolidated: pl.DataFrame, spy_grid: pl.DataFrame, lags: Sequence[int] = DEFAULT_LAGS
+) -> pl.DataFrame:
+    """ticker, timestamp and feature_columns(lags) for every consolidated row; `spy_grid` is the day's SPY
+    regular-session minute grid (`indicators.spy_minute_grid`)."""
     _check_lags(lags)
     rows = consolidated.select("ticker", "timestamp", "iv").with_columns(
         pl.when(pl.col("iv").is_nan()).then(None).otherwise(pl.col("iv")).alias("iv")
@@ -70,7 +74,7 @@ def build_features(consolidated: pl.DataFrame, lags: Sequence[int] = DEFAULT_LAG
             (pl.col("iv") - pl.col("_then")).alias(f"iv_change_{k}m")
         ).drop("_then")
     rows = (
-        rows.join(spy_lag_changes(consolidated, lags), on="timestamp", how="left")
+        rows.join(spy_lag_changes(spy_grid, lags), on="timestamp", how="left")
         .join(atm_iv(consolidated), on="timestamp", how="left")
         .with_columns(iv_minus_atm=pl.col("iv") - pl.col("atm_iv"))
     )

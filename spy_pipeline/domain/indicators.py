@@ -15,13 +15,15 @@ Conventions (the numbers depend on them; the constants below are the single sour
 - pandas-ta is always called with ``talib=False``. Without that argument pandas-ta silently switches to
   TA-Lib whenever the TA-Lib package is importable, and TA-Lib's RSI/MACD/BBANDS use other warm-up
   conventions (and ignore ``ddof``): the same code would give other numbers on another machine.
-- RSI (`RSI_LENGTH` = 14): pandas-ta's native Wilder RSI, ``ewm(alpha=1/14, adjust=False)`` of gains and
-  losses started from the first change, *without* the seed TA-Lib and StockCharts use (the mean of the
-  first 14 changes). The two differ by a term that decays as (13/14)^n. Measured on synthetic SPY days
-  started cold: 10-35 RSI points at row 14, below 1e-6 only after 240-265 rows (never within an
-  early-close day). We publish nothing for the first 14 rows of the input (NaN, as TA-Lib and
-  StockCharts); with the previous day's grid as warm-up the current day agrees with the seeded
-  convention from the open (≈ 1e-11 points after a full day, ≈ 1e-5 after a 210-minute early close).
+- RSI (`RSI_LENGTH` = 14): Wilder's definition as TA-Lib and StockCharts compute it. The first average
+  gain (loss) is the simple mean of the first 14 gains (losses), at row 14; after that Wilder smoothing,
+  avg = (avg * 13 + current) / 14; RSI = 100 * avg gain / (avg gain + avg loss). It reproduces
+  StockCharts' published worked example (cs-rsi.xls). pandas-ta's native RSI is not used: it starts the
+  smoothing from the first change without that seed, which differed by 10-35 points at row 14 and
+  for hours after (the difference decays as (13/14)^n). One deliberate difference from TA-Lib: an input
+  without a single up or down move so far (avg gain = avg loss = 0) gets 50, not TA-Lib's 0, which
+  reads as "oversold". With the previous day's grid as warm-up, the seed's weight at the open is
+  (13/14)^376 ≈ 8e-13 after a full day, ≈ 5e-7 after a 210-minute early close.
 - MACD (12, 26, 9): pandas-ta's native EMAs (alpha = 2/(n+1), ``adjust=False``) are seeded with the
   simple mean of their first n values, as TA-Lib and StockCharts do; ``macd`` starts at row 25 and
   ``macd_signal``/``macd_hist`` at row 33. TradingView-style EMAs started from the first price give
@@ -44,8 +46,13 @@ Conventions (the numbers depend on them; the constants below are the single sour
   100 * change / earlier close, percent. With a warm-up day the first rows of the day reach back into
   the previous session, so they include the overnight gap.
 
-All indicator columns are float64 and NaN (not null) exactly during their warm-up rows, counted from
-the first row of the input (`WARM_UP_ROWS`); the input's closes must all be present.
+`indicators` follows TA-Lib: every indicator column is float64 and NaN (not null) exactly during its
+warm-up rows, counted from the first row of the input (`WARM_UP_ROWS`); the input's closes must all be
+present. `day_indicators`, which the datasets use, never publishes a value computed from missing
+history: with the previous trading day it has a value for every minute; without it (the first trading
+day of the calendar, a previous day Polygon has no data for) the values that need it are null (not NaN):
+RSI and MACD, whose every value depends on all earlier prices, for the whole day; the Bollinger bands
+and momentum only for their first rows.
 """
 
 from __future__ import annotations
@@ -78,8 +85,8 @@ WARM_UP_ROWS: dict[str, int] = {
     **{f"{kind}_{k}m": k for k in MOMENTUM_MINUTES for kind in ("change", "roc")},
 }
 INDICATOR_COLUMNS = tuple(WARM_UP_ROWS)
-
-
+# Recursive: every value depends on all earlier closes, so without earlier history no value is exact.
+RECURSIVE_COLUMNS = ("rsi_14", "macd", "macd_signal", "macd_hist")
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
@@ -140,6 +147,28 @@ def _column(result: pd.DataFrame | None, prefix: str, rows: int) -> np.ndarray:
     return result[name].to_numpy(dtype=np.float64)
 
 
+def _wilder_average(values: np.ndarray, length: int) -> np.ndarray:
+    """Wilder's running average of `values` from index length - 1 on: seeded with the mean of the first
+    `length` values, then avg = (avg * (length - 1) + value) / length, which is an exponential average
+    with alpha = 1/length (adjust=False) started at the seed."""
+    seeded = np.concatenate([[values[:length].mean()], values[length:]])
+    return pd.Series(seeded).ewm(alpha=1.0 / length, adjust=False).mean().to_numpy()
+
+
+def wilder_rsi(close: np.ndarray, length: int = RSI_LENGTH) -> np.ndarray:
+    """RSI by Wilder's definition (see the module docstring): NaN for the first `length` rows."""
+    out = np.full(len(close), np.nan)
+    if len(close) <= length:
+        return out
+    change = np.diff(close)
+    gain = _wilder_average(np.clip(change, 0.0, None), length)
+    loss = _wilder_average(np.clip(-change, 0.0, None), length)
+    total = gain + loss
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[length:] = np.where(total > 0, 100.0 * gain / total, 50.0)
+    return out
+
+
 def indicators(grid: pl.DataFrame) -> pl.DataFrame:
     """The grid's rows with RSI, MACD, Bollinger and momentum columns (see the module docstring).
 
@@ -160,9 +189,7 @@ def indicators(grid: pl.DataFrame) -> pl.DataFrame:
 
     rows = grid.height
     series = pd.Series(close, dtype="float64")
-    rsi = ta.rsi(series, length=RSI_LENGTH, talib=False)
-    rsi = np.full(rows, np.nan) if rsi is None else rsi.to_numpy(dtype=np.float64, copy=True)
-    rsi[:RSI_LENGTH] = np.nan  # as TA-Lib/StockCharts: no value before 14 changes
+    rsi = wilder_rsi(close)
     macd = ta.macd(series, fast=MACD_FAST, slow=MACD_SLOW, signal=MACD_SIGNAL, talib=False)
     bands = ta.bbands(
         series, length=BB_LENGTH, lower_std=BB_STD, upper_std=BB_STD, ddof=BB_DDOF, mamode="sma", talib=False
@@ -198,18 +225,22 @@ def day_indicators(
     """The current day's grid rows with indicators, warmed up on the previous trading day's grid.
 
     `previous_day_bars` are SPY MINUTE_BARS of `previous_trading_day(day)`, `day_bars` those of `day`.
-    With the warm-up every indicator has a value from the first minute of the day. Pass None for
-    `previous_day_bars` to compute without warm-up (the first rows are then NaN, see WARM_UP_ROWS).
+    With the warm-up every indicator has a value from the first minute of the day. Without it (None,
+    or no bars: the history cannot be had) a value that would need it is null, never a cold-started
+    number: RECURSIVE_COLUMNS for the whole day, the others for their WARM_UP_ROWS first rows.
     Minutes before the day's first trade carry the previous day's last close.
     """
     day = cal.require_trading_day(day)
-    if previous_day_bars is None:
-        return indicators(spy_minute_grid(day_bars, day))
-    previous_day = cal.previous_trading_day(day)
-    warm_up = spy_minute_grid(previous_day_bars, previous_day)
-    warm_up = warm_up.filter(pl.col("close").is_not_null())  # only leading minutes before any trade
-    if warm_up.height == 0:
-        raise ValueError(f"day_indicators: no SPY bars for the warm-up day {previous_day}")
+    warm_up = None
+    if previous_day_bars is not None and previous_day_bars.height:
+        warm_up = spy_minute_grid(previous_day_bars, cal.previous_trading_day(day))
+        warm_up = warm_up.filter(pl.col("close").is_not_null())  # only leading minutes before any trade
+    if warm_up is None or warm_up.height == 0:
+        cold = indicators(spy_minute_grid(day_bars, day))
+        return cold.with_columns(
+            *(pl.lit(None, pl.Float64).alias(name) for name in RECURSIVE_COLUMNS),
+            *(pl.col(name).fill_nan(None) for name in INDICATOR_COLUMNS if name not in RECURSIVE_COLUMNS),
+        )
     current = spy_minute_grid(day_bars, day, previous_close=warm_up["close"][-1])
     first = current["timestamp"][0]
     return indicators(pl.concat([warm_up, current])).filter(pl.col("timestamp") >= first)

@@ -165,7 +165,8 @@ SPLITS = DatasetSchema(
 # The indicators of SPY's 1-minute closes (spy_pipeline.domain.indicators computes them).
 MOMENTUM_MINUTES = (5, 30, 60)
 INDICATOR_DESCRIPTIONS: dict[str, str] = {
-    "rsi_14": "Wilder RSI over 14 minutes (pandas-ta, unseeded), 0-100",
+    "rsi_14": "Wilder RSI over 14 minutes, seeded with the mean of the first 14 changes (TA-Lib, StockCharts), "
+              "0-100; null without the previous trading day's bars",
     "macd": "EMA(12) - EMA(26) of the close (SMA-seeded EMAs), USD",
     "macd_signal": "EMA(9) of macd, USD",
     "macd_hist": "macd - macd_signal, USD",
@@ -239,9 +240,11 @@ CONSOLIDATED = DatasetSchema(
         "spy_has_bar": "Whether SPY traded in that minute",
         "vix": "I:VIX, the last value at or before the minute (backward as-of)",
         **INDICATOR_DESCRIPTIONS,
-        "news_sentiment": "Sentiment of the latest scored article published by the minute's end (1, 0, -1; "
-                          "null when none in the last 24 hours)",
-        "news_articles_last_hour": "Articles published in the hour up to the minute's end",
+        "news_sentiment": "Sentiment of the latest scored article published in the 24 hours before the minute's "
+                          "end, the end excluded: an article at exactly the end belongs to the next minute "
+                          "(1, 0, -1; null when none)",
+        "news_articles_last_hour": "Articles published in the hour before the minute's end, the end excluded "
+                                   "(the minute and the 59 before it)",
         "risk_free_rate": "Continuously compounded risk-free rate used, per year",
         "dividend_yield": "SPY's trailing 12-month dividend yield used, per year",
         "iv": "Black-Scholes-Merton implied volatility of option_close, per year (NaN when iv_reason != 0)",

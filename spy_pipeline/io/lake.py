@@ -6,15 +6,18 @@ The data dir is a local Path or a `storage.DataRoot` (any filesystem); a Path is
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.domain.consolidate import DayInputs
+from spy_pipeline.domain.consolidate import MINUTE, NEWS_TOLERANCE, DayInputs
 from spy_pipeline.domain.schemas import DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS, DatasetSchema
 from spy_pipeline.io import storage
 from spy_pipeline.io.corporate_actions import trailing_dividend_yield
+from spy_pipeline.io.history import HistorySource
+from spy_pipeline.io.news import news_window
 from spy_pipeline.io.storage import DataRoot
 
 FOLDERS = {
@@ -65,8 +68,11 @@ def dividend_yield(data_dir: Path | DataRoot, ticker: str, day: dt.date, price: 
     return trailing_dividend_yield(root.read_partition(path, DIVIDENDS), ticker, day, price)
 
 
-def consolidation_inputs(data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float) -> DayInputs:
-    """Everything consolidate_day needs for `day`, read from the raw layer."""
+def consolidation_inputs(
+    data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float, history: HistorySource | None = None
+) -> DayInputs:
+    """Everything consolidate_day needs for `day`, read from the raw layer (the previous trading day from
+    `history` when the raw layer does not have it)."""
     root = storage.as_data_root(data_dir)
     return day_inputs(
         root, day, risk_free_rate,
@@ -75,31 +81,66 @@ def consolidation_inputs(data_dir: Path | DataRoot, day: dt.date, risk_free_rate
         option_bars=read_day(root, "options", day, MINUTE_BARS),
         contracts=read_day(root, "contracts", day, OPTIONS_CONTRACTS),
         news=read_day(root, "news", day, NEWS),
+        history=history,
     )
 
 
 def day_inputs(
     root: DataRoot, day: dt.date, risk_free_rate: float, *, spy: pl.DataFrame, vix: pl.DataFrame,
-    option_bars: pl.DataFrame, contracts: pl.DataFrame, news: pl.DataFrame,
+    option_bars: pl.DataFrame, contracts: pl.DataFrame, news: pl.DataFrame, history: HistorySource | None = None,
 ) -> DayInputs:
     """DayInputs from the day's frames (raw partitions, or a streaming session's data so far), with the
-    previous trading day's SPY bars and news from the raw layer when present, and the dividend yield."""
+    previous trading day's SPY bars and news (when the 24 h look-back reaches into it) from the raw layer
+    when present, else from `history` (read, never written), and the dividend yield. What could not be had
+    stays None / outside `news_since`; `DayInputs.history` says where each came from."""
     if spy.height == 0:
         raise storage.StorageError(f"no SPY bars for {day}: nothing to consolidate")
     previous = previous_day(day)
     regular = spy.filter(pl.col("session") == "regular")
     open_price = float(regular["open"][0]) if regular.height else float(spy["open"][0])
-    news_frames = [news]
-    if previous is not None and (earlier := read_day_if_present(root, "news", previous, NEWS)) is not None:
-        news_frames.insert(0, earlier)
+    spy_previous, spy_source = _previous_day_data(
+        root, "spy", previous, MINUTE_BARS, history.spy_bars if history else None, empty_is_missing=True
+    )
+    news_frames, news_since = [news], news_window(day)[0]
+    if news_since <= cal.session_bounds(day).open + MINUTE - NEWS_TOLERANCE:
+        news_source = "not needed (the day's news covers the look-back)"
+    else:
+        earlier, news_source = _previous_day_data(
+            root, "news", previous, NEWS, history.news if history else None, empty_is_missing=False
+        )
+        if earlier is not None:
+            news_frames.insert(0, earlier)
+            news_since = news_window(previous)[0]
     return DayInputs(
         day=day,
         spy=spy,
-        spy_previous=read_day_if_present(root, "spy", previous, MINUTE_BARS) if previous else None,
+        spy_previous=spy_previous,
         vix=vix,
         option_bars=option_bars,
         contracts=contracts,
         news=pl.concat(news_frames),
         risk_free_rate=risk_free_rate,
         dividend_yield=dividend_yield(root, "SPY", day, open_price),
+        news_since=news_since,
+        history={"spy": spy_source, "news": news_source},
     )
+
+
+def _previous_day_data(
+    root: DataRoot, dataset: str, day: dt.date | None, schema: DatasetSchema,
+    fetch: Callable[[dt.date], pl.DataFrame] | None, *, empty_is_missing: bool,
+) -> tuple[pl.DataFrame | None, str]:
+    """The previous trading day's partition of `dataset` and where it came from: the lake, else `fetch`
+    (in memory only), else None with the reason. An empty fetch is missing data for bars (a trading
+    day has them), a quiet day for news."""
+    if day is None:
+        return None, f"none: {cal.FIRST_TRADING_DAY} is the first trading day of the calendar"
+    frame = read_day_if_present(root, dataset, day, schema)
+    if frame is not None:
+        return frame, f"lake ({day})"
+    if fetch is None:
+        return None, f"none: {day} is not in the lake"
+    frame = fetch(day)
+    if frame.height == 0 and empty_is_missing:
+        return None, f"none: Polygon has no {dataset} data for {day}"
+    return schema.conform(frame), f"Polygon ({day}, read for history, not written)"

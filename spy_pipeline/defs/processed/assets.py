@@ -20,13 +20,13 @@ from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
-from spy_pipeline.defs.resources import ParquetStoreResource
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.domain.black_scholes import REASONS
-from spy_pipeline.domain.consolidate import consolidate_day
+from spy_pipeline.domain.consolidate import consolidate_day, missing_history_rows
 from spy_pipeline.domain.rates import MAX_RISK_FREE_RATE, MIN_RISK_FREE_RATE
 from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io import lake
-from spy_pipeline.settings import load_settings
+from spy_pipeline.io.history import PolygonHistory
 
 PROCESSED_ASSET_ARGS = {
     "partitions_def": trading_day_partitions,
@@ -35,7 +35,9 @@ PROCESSED_ASSET_ARGS = {
     "kinds": {"polars", "parquet"},
     "automation_condition": DAILY_CONDITION,
 }
-# The same day and the trading day before it (indicator warm-up, 24 h of news).
+# The same day and the trading day before it (indicator warm-up, 24 h of news). The day before is read
+# from the lake when materialized, else fetched from Polygon for the computation only (io/history.py):
+# the first day of any range, however launched, starts warm without a separate warm-up run.
 WITH_PREVIOUS_DAY = TimeWindowPartitionMapping(
     start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
 )
@@ -61,28 +63,38 @@ class ConsolidationConfig(Config):
     metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "processed/consolidated/{date}.parquet"},
 )
 def consolidated(
-    context: AssetExecutionContext, config: ConsolidationConfig, store: ParquetStoreResource
+    context: AssetExecutionContext, config: ConsolidationConfig, store: ParquetStoreResource,
+    polygon: PolygonResource,
 ) -> MaterializeResult:
     """Option minute bars joined to the SPY minute they traded in: SPY price and indicators (warmed up on
     the previous trading day), VIX and news sentiment known at that minute (never later), the contract's
-    terms and time to expiry, and Black-Scholes-Merton IV and greeks of the option's close."""
+    terms and time to expiry, and Black-Scholes-Merton IV and greeks of the option's close. The previous
+    trading day comes from the lake, or from Polygon when it was never materialized (not written); where
+    it cannot be had the values needing it are null, counted in `rows_missing_*_history`."""
     started = time.monotonic()
     days = partition_days(context)
-    rows, files, missing_warmup, reasons = 0, [], [], {}
-    rate = config.risk_free_rate if config.risk_free_rate is not None else load_settings().risk_free_rate
+    settings = settings_with_logging()
+    history = PolygonHistory(polygon.client, settings.equity_tickers)
+    rate = config.risk_free_rate if config.risk_free_rate is not None else settings.risk_free_rate
+    rows, files, sources, reasons, missing_history = 0, [], [], {}, {"indicators": 0, "news_sentiment": 0}
     for day in days:
-        inputs = lake.consolidation_inputs(store.data_root, day, rate)
-        if inputs.spy_previous is None:
-            missing_warmup.append(str(day))
-            context.log.warning(f"{day}: no SPY bars for the previous trading day; indicators start cold")
+        inputs = lake.consolidation_inputs(store.data_root, day, rate, history)
         frame = consolidate_day(inputs)
+        missing = missing_history_rows(frame, inputs)
+        if any(missing.values()):
+            context.log.warning(f"{day}: rows without the history their values need (null): {missing}; "
+                                f"previous trading day: {inputs.history}")
         rows += frame.height
         for code, count in frame["iv_reason"].value_counts().iter_rows():
             reasons[code] = reasons.get(code, 0) + count
+        missing_history = {name: missing_history[name] + count for name, count in missing.items()}
+        sources.append([str(day), inputs.history["spy"], inputs.history["news"]])
         files.append({
             **store.write_day(frame, day, "consolidated"),
             "contracts": frame["ticker"].n_unique(),
             "dividend_yield": round(inputs.dividend_yield, 5),
+            "previous_day": inputs.history,
+            "rows_missing_history": missing,
         })
     metadata = {
         "partitions": len(days),
@@ -93,7 +105,11 @@ def consolidated(
             ["code", "meaning", "rows"],
             [[code, REASONS.get(code, "?"), count] for code, count in sorted(reasons.items())],
         ),
-        "indicator_warmup_missing": ", ".join(missing_warmup) or "none",
+        "previous_day_sources": markdown_table(
+            ["day", "SPY bars (indicator warm-up)", "news (24 h look-back)"], sources
+        ),
+        "rows_missing_indicator_history": missing_history["indicators"],
+        "rows_missing_news_history": missing_history["news_sentiment"],
         "dagster/column_schema": table_schema(CONSOLIDATED),
         **timing(started, rows),
     }

@@ -20,10 +20,11 @@ from pydantic import Field
 from spy_pipeline.defs.checks import checked_days
 from spy_pipeline.defs.metadata import markdown_table, timing
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
-from spy_pipeline.defs.raw.assets import partition_days
+from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain.features import DEFAULT_LAGS, build_features
-from spy_pipeline.domain.schemas import CONSOLIDATED
+from spy_pipeline.domain.indicators import spy_minute_grid
+from spy_pipeline.domain.schemas import CONSOLIDATED, MINUTE_BARS
 from spy_pipeline.domain.targets import forward_targets
 from spy_pipeline.io import lake
 
@@ -71,15 +72,26 @@ def training_dataset(
     )
 
 
-@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/features/{date}.parquet"})
+@asset(
+    **PROCESSED_ASSET_ARGS, deps=[consolidated, raw_spy_bars], metadata={"path": "processed/features/{date}.parquet"}
+)
 def features(context: AssetExecutionContext, config: FeaturesConfig, store: ParquetStoreResource) -> MaterializeResult:
-    """SPY % changes over the lags, each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
+    """SPY % changes over the lags (k minutes back on SPY's regular-session minute grid, built from the day's
+    SPY bars), each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
     started = time.monotonic()
     days = partition_days(context)
     files, rows = [], 0
     for day in days:
-        frame = build_features(lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED), config.lags_minutes)
-        files.append(store.write_day(frame, day, "features"))
+        spy_grid = spy_minute_grid(lake.read_day(store.data_root, "spy", day, MINUTE_BARS), day)
+        consolidated_rows = lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED)
+        frame = build_features(consolidated_rows, spy_grid, config.lags_minutes)
+        files.append({
+            **store.write_day(frame, day, "features"),
+            # null by definition: the lag reaches before the open (or SPY had not traded yet)
+            "rows_without_spy_change": {
+                f"{k}m": frame[f"spy_pct_change_{k}m"].null_count() for k in config.lags_minutes
+            },
+        })
         rows += frame.height
     return MaterializeResult(
         metadata={
