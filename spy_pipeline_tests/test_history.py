@@ -21,7 +21,8 @@ from spy_pipeline.io import lake, storage
 from spy_pipeline.io.bars import minute_bars_by_day
 from spy_pipeline.io.corporate_actions import dividends_frame
 from spy_pipeline.io.news import news_frame, news_window
-from spy_pipeline.sandbox import catalog, reference
+from spy_pipeline.sandbox import catalog
+from spy_pipeline.sandbox import news as sandbox_news
 
 DAY = dt.date(2025, 1, 8)  # a Wednesday: the 24 h look-back of its first minutes reaches into 2025-01-07's news
 PREVIOUS = cal.previous_trading_day(DAY)
@@ -35,7 +36,7 @@ def _news(day: dt.date) -> pl.DataFrame:
     """The sandbox's SPY news of a trading day's window, built without the pipeline's readers."""
     start, end = news_window(day)
     days = [start.date() + dt.timedelta(days=n) for n in range((end.date() - start.date()).days + 1)]
-    frame = news_frame([a.body for d in days for a in reference.articles_on(d)], ["SPY"])
+    frame = news_frame([a.body for d in days for a in sandbox_news.articles_on(d)], ["SPY"])
     return frame.filter(pl.col("published_utc").is_between(start, end, closed="left"))
 
 
