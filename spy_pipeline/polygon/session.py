@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from spy_pipeline.logs import get_logger, register_secret
 from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.flatfiles import FlatFilesClient
 from spy_pipeline.polygon.rate_limit import SharedTokenBucket
 from spy_pipeline.polygon.transport import RetryPolicy
 from spy_pipeline.sandbox.server import SandboxServer
@@ -53,3 +54,30 @@ def _announce_sandbox(base_url: str) -> None:
         _announced_sandbox = True
         log.info("embedded_sandbox", message="no POLYGON_API_KEY set: using the embedded Polygon sandbox",
                  base_url=base_url)
+
+
+@contextmanager
+def open_flat_files(settings: Settings) -> Iterator[FlatFilesClient | None]:
+    """Yield a Flat Files client: the configured S3 key pair's, else (no POLYGON_API_KEY either) an embedded
+    sandbox serving the synthetic market's day files for the block's lifetime, else None (not configured)."""
+    sandbox = None
+    if settings.s3_access_key_id is not None and settings.s3_secret_access_key is not None:
+        key_id, secret = settings.s3_access_key_id.get_secret_value(), settings.s3_secret_access_key.get_secret_value()
+        endpoint, bucket = settings.flatfiles_endpoint, settings.flatfiles_bucket
+    elif settings.uses_embedded_sandbox:
+        key_id, secret = "SANDBOX" + secrets.token_hex(8).upper(), secrets.token_urlsafe(24)
+        sandbox = SandboxServer(api_key=secrets.token_urlsafe(12), s3_access_key_id=key_id).start()
+        endpoint, bucket = sandbox.url, "flatfiles"
+    else:
+        yield None
+        return
+    register_secret(key_id)
+    register_secret(secret)
+    client = FlatFilesClient(endpoint, bucket, key_id, secret, connect_timeout_s=settings.http_connect_timeout_s,
+                             read_timeout_s=max(settings.http_read_timeout_s, 60.0), max_retries=settings.max_retries)
+    try:
+        yield client
+    finally:
+        client.close()
+        if sandbox is not None:
+            sandbox.stop()
