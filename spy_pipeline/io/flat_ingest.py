@@ -88,8 +88,8 @@ def ingest_minute_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path | 
              for day in sorted(days)}
     empty = [str(day) for day, file in files.items() if file is not None and file.bars.height == 0]
     if empty:
-        raise EmptyDataError(f"the flat files of {', '.join(empty)} hold no {ticker} bars: refusing to write "
-                             "empty partitions")
+        raise EmptyDataError(f"Polygon returned no {ticker} minute bars for trading day(s) {', '.join(empty)} "
+                             "(their flat files hold none): refusing to write empty partitions")
     rest_days = [day for day, file in files.items() if file is None]
     written = ingest.ingest_minute_bars(client, root, ticker, rest_days) if rest_days else []
     dataset = ingest.bars_dataset(ticker)

@@ -24,7 +24,7 @@ import pyarrow.csv as pcsv
 from spy_pipeline.domain import occ
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import MINUTE_BARS
-from spy_pipeline.polygon.errors import PolygonPayloadError
+from spy_pipeline.polygon.errors import PolygonPayloadError, PolygonUnavailableError
 from spy_pipeline.polygon.flatfiles import (
     INDICES_DATASET,
     OPTIONS_DATASET,
@@ -101,6 +101,8 @@ def _filtered_rows(body: BinaryIO, key: str, tickers: frozenset[str], option_und
             mask = pc.starts_with(names, prefix) if option_underlying else pc.is_in(names, value_set=wanted)
             batches.append(batch.filter(mask))
         return rows_read, pa.Table.from_batches(batches, schema=reader.schema)
+    except PolygonUnavailableError:
+        raise
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
         raise FlatFileFormatError(f"{key} is not a complete gzipped CSV of minute aggregates: {exc}") from None
     finally:

@@ -99,7 +99,7 @@ class FlatFilesClient:
         info = ObjectInfo(key, answer["ETag"].strip('"'), int(answer["ContentLength"]))
         body = answer["Body"]
         try:
-            yield info, _CountingStream(body, self.stats)
+            yield info, _CountingStream(body, self.stats, key)
         finally:
             body.close()
 
@@ -129,12 +129,15 @@ def _status(exc: ClientError) -> int:
 class _CountingStream:
     """The body as a read-only file object that counts bytes (pyarrow reads it through `read`)."""
 
-    def __init__(self, body: object, stats: FlatFileStats) -> None:
-        self._body, self._stats = body, stats
+    def __init__(self, body: object, stats: FlatFileStats, key: str) -> None:
+        self._body, self._stats, self._key = body, stats, key
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self._body.read(None if size is None or size < 0 else size)
+        try:
+            chunk = self._body.read(None if size is None or size < 0 else size)  # type: ignore[attr-defined]
+        except (BotoCoreError, OSError) as exc:  # a dropped connection, a short body
+            raise PolygonUnavailableError(f"the download of {self._key} was interrupted: {exc}") from None
         self._stats.bytes_received += len(chunk)
         return chunk
 
