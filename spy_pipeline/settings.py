@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from spy_pipeline.domain.rates import DEFAULT_RISK_FREE_RATE, check_risk_free_rate
 
 POLYGON_URL = "https://api.polygon.io"
+FLATFILES_URL = "https://files.massive.com"
 FREE_TIER_REQUESTS_PER_MINUTE = 5
 TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
 RATE_LIMIT_STATE_FILE = "polygon_rate_limit.json"
@@ -92,6 +93,44 @@ class Settings(BaseSettings):
     )
     run_end_date: dt.date = Field(default=dt.date(2025, 1, 10), validation_alias="SPY_PIPELINE_RUN_END_DATE")
     run_days: int = Field(default=5, ge=1, le=500, validation_alias="SPY_PIPELINE_RUN_DAYS")
+    # --- Flat Files (issue #13): the bulk source. The S3 key pair is the dashboard's, not the REST API key.
+    s3_access_key_id: SecretStr | None = Field(default=None, validation_alias="POLYGON_S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(default=None, validation_alias="POLYGON_S3_SECRET_ACCESS_KEY")
+    flatfiles_endpoint: str = Field(default=FLATFILES_URL, validation_alias="POLYGON_FLATFILES_ENDPOINT")
+    flatfiles_bucket: str = Field(default="flatfiles", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$",
+                                  validation_alias="POLYGON_FLATFILES_BUCKET")
+    source: Literal["auto", "rest", "flat_files"] = Field(default="auto", validation_alias="SPY_PIPELINE_SOURCE")
+    contract_selection: Literal["band", "targeted", "chain"] = Field(
+        default="band", validation_alias="SPY_PIPELINE_CONTRACT_SELECTION"
+    )
+
+    @field_validator("s3_access_key_id", "s3_secret_access_key")
+    @classmethod
+    def _check_s3_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if any(c.isspace() for c in value.get_secret_value()):
+            raise ValueError("must not contain whitespace")
+        return value
+
+    @field_validator("flatfiles_endpoint")
+    @classmethod
+    def _check_flatfiles_endpoint(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+$", value.rstrip("/")):
+            raise ValueError("must be http(s)://host[:port] with no path")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _s3_keys_come_in_pairs(self) -> Settings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("POLYGON_S3_ACCESS_KEY_ID and POLYGON_S3_SECRET_ACCESS_KEY are set together or not at all")
+        return self
+
+    @property
+    def flatfiles_spool_dir(self) -> Path:
+        """Where a day's filtered option rows wait between options_contracts and raw_options_bars (by ETag)."""
+        return self.resolved_rate_limit_state.parent / "flatfiles"
+    # --- end of Flat Files
 
     # --- Alerts (spy_pipeline/io/alerts, spy_pipeline/defs/alerts) ---
     alert_urls: SecretStr | None = Field(

@@ -119,3 +119,35 @@ def test_planted_alert_url_secrets_appear_nowhere_after_alerts_are_sent_and_fail
         for path, content in _bytes_under(home):  # the ledger (alerts.sqlite) included
             assert secret.encode() not in content, f"{path} contains an alert URL secret"
     assert any(path.name.startswith("alerts.sqlite") for path, _ in _bytes_under(home))
+
+
+def test_planted_s3_keys_appear_nowhere_after_flat_file_runs_with_a_403(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    key_id, secret, wrong_id = "AKIDPLANTED7c41e9d2", "S3-PLANTED-SECRET-1b2c3d4e5f", "AKIDWRONG55b0f3e1cc"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("SPY_PIPELINE_LOG_LEVEL", "DEBUG")
+    log_output = io.StringIO()
+    with SandboxServer(api_key=PLANTED, s3_access_key_id=key_id) as sandbox, DagsterInstance.get() as instance:
+        for name, value in {"POLYGON_BASE_URL": sandbox.url, "POLYGON_API_KEY": PLANTED,
+                            "POLYGON_FLATFILES_ENDPOINT": sandbox.url, "POLYGON_S3_ACCESS_KEY_ID": key_id,
+                            "POLYGON_S3_SECRET_ACCESS_KEY": secret, "SPY_PIPELINE_SOURCE": "flat_files"}.items():
+            monkeypatch.setenv(name, value)
+        _capture_project_logs(monkeypatch, log_output)
+        good = materialize([raw_spy_bars], resources=RESOURCES, instance=instance, partition_key="2025-01-08")
+        assert good.success and sandbox.state.flat_files is not None and sandbox.state.flat_files.gets
+        monkeypatch.setenv("POLYGON_S3_ACCESS_KEY_ID", wrong_id)  # a 403: its one line names the key, not the keys
+        bad = materialize([raw_spy_bars], resources=RESOURCES, instance=instance, partition_key="2025-01-07",
+                          raise_on_error=False)
+        assert not bad.success
+        records = [str(entry) for run in (good, bad) for entry in instance.all_logs(run.run_id)]
+        runs = [str(instance.get_run_by_id(run.run_id)) for run in (good, bad)]
+    captured = capfd.readouterr()
+    assert any("403 Forbidden" in record for record in records)
+    texts = [captured.out, captured.err, log_output.getvalue(), "\n".join(records), "\n".join(runs)]
+    for planted in (key_id, secret, wrong_id):
+        assert not any(planted in text for text in texts)
+        for path, content in _bytes_under(home) + _bytes_under(data_dir):
+            assert planted.encode() not in content, f"{path} contains an S3 key"

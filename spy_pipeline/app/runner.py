@@ -198,13 +198,16 @@ def _describe(result: ExecuteInProcessResult, data_dir: Path | str) -> list[str]
         files = meta["written_files"].value
         rows = sum(int(f.get("rows", 0)) for f in files)  # a chart has bytes, not rows
         counted = f", {rows:,} rows" if any("rows" in f for f in files) else ""
+        gets = meta["flat_file_gets"].value if "flat_file_gets" in meta else 0
         lines.append(
             f"  {name}: {len(files)} files{counted}" + (f", {requests} Polygon requests" if requests else "")
+            + (f", {gets} flat-file downloads" if gets else "")
         )
         lines += [
             f"    {_join(data_dir, f['path'])}  ("
             + (f"{f['rows']:,} rows, " if "rows" in f else "")
-            + f"{f['bytes'] / 1024:.0f} KiB)"
+            + f"{f['bytes'] / 1024:.0f} KiB"
+            + (f", from {f['source'].replace('_', ' ')}" if "source" in f else "") + ")"
             for f in files
         ]
     evaluations = result.get_asset_check_evaluations()

@@ -7,15 +7,18 @@ from contextlib import contextmanager
 from dagster import Failure
 
 from spy_pipeline.domain.trading_calendar import TradingCalendarError
+from spy_pipeline.io.flatfiles import FlatFileFormatError
 from spy_pipeline.io.storage import StorageError
 from spy_pipeline.polygon.errors import EmptyDataError, PolygonAuthError, PolygonRequestError
+from spy_pipeline.polygon.flatfiles import FlatFileNotPublishedError
 from spy_pipeline.settings import ConfigError
 
-# A wrong key, a bad request, an empty trading day, bad config or a bad file stay wrong on a retry;
-# an unavailable API (after the client's own retries) may not.
+# A wrong key, a bad request, an empty trading day, bad config or a bad file stay wrong on a retry, and a
+# flat file not published yet or broken stays so for hours; an unavailable API (after the client's own
+# retries) or an interrupted download may not.
 NOT_RETRYABLE = (
     PolygonAuthError, PolygonRequestError, EmptyDataError, ConfigError, StorageError,
-    TradingCalendarError, ValueError,
+    TradingCalendarError, ValueError, FlatFileNotPublishedError, FlatFileFormatError,
 )
 
 

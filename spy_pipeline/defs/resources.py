@@ -12,16 +12,18 @@ from pydantic import Field, PrivateAttr
 
 from spy_pipeline.domain.schemas import DatasetSchema
 from spy_pipeline.io import lake, storage
+from spy_pipeline.io.flat_ingest import SOURCES, FlatFiles
 from spy_pipeline.logs import configure_logging
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.polygon.session import open_polygon
-from spy_pipeline.settings import Settings, load_settings
+from spy_pipeline.polygon.session import open_flat_files, open_polygon
+from spy_pipeline.settings import ConfigError, Settings, load_settings
 
 
 def settings_with_logging() -> Settings:
     settings = load_settings()
-    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
-    configure_logging(settings.log_level, settings.log_format, secrets=[key], secret_urls=settings.alert_url_list)
+    secrets = [value.get_secret_value() if value else None
+               for value in (settings.polygon_api_key, settings.s3_access_key_id, settings.s3_secret_access_key)]
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets, secret_urls=settings.alert_url_list)
     return settings
 
 
@@ -39,28 +41,49 @@ def bind_run_to_logs(context: InitResourceContext) -> None:
 
 
 class PolygonResource(ConfigurableResource):
-    """Polygon.io through the official client; the embedded sandbox when no POLYGON_API_KEY is set.
+    """Polygon.io through the official client, and its Flat Files through an S3 client; the embedded sandbox
+    (both) when no POLYGON_API_KEY is set.
 
-    The API key is read from the environment (POLYGON_API_KEY) at run time, never from run config.
+    The keys are read from the environment (POLYGON_API_KEY, POLYGON_S3_*) at run time, never from run config.
     """
 
     requests_per_minute: int | None = Field(
         default=None, gt=0,
         description="Overrides SPY_PIPELINE_REQUESTS_PER_MINUTE for this run (default: the setting).",
     )
+    source: str | None = Field(
+        default=None, description="Overrides SPY_PIPELINE_SOURCE for this run: auto, rest or flat_files.",
+    )
     _stack: ExitStack | None = PrivateAttr(default=None)
     _client: PolygonClient | None = PrivateAttr(default=None)
+    _flat: FlatFiles | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         settings = settings_with_logging()
         bind_run_to_logs(context)
         self._stack = ExitStack()
         self._client = self._stack.enter_context(open_polygon(settings, self.requests_per_minute))
+        flat_client = self._stack.enter_context(open_flat_files(settings))
+        source = self.source or settings.source
+        if source not in SOURCES:
+            raise ConfigError(f"source: {source!r} is not one of {', '.join(SOURCES)}")
+        self._flat = FlatFiles(flat_client, settings.flatfiles_spool_dir, source)  # type: ignore[arg-type]
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._stack is not None:
             self._stack.close()
-        self._stack, self._client = None, None
+        self._stack, self._client, self._flat = None, None, None
+
+    def flat_stats(self) -> dict[str, int]:
+        """GETs, HEADs and bytes of the Flat Files client so far (zeros when flat files are not configured)."""
+        client = self.flat_files.client
+        return client.stats.snapshot() if client is not None else {"heads": 0, "gets": 0, "bytes_received": 0}
+
+    @property
+    def flat_files(self) -> FlatFiles:
+        if self._flat is None:
+            raise RuntimeError("PolygonResource is used outside a run: it was not set up")
+        return self._flat
 
     @property
     def client(self) -> PolygonClient:

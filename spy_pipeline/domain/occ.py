@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+import polars as pl
+
 # [0-9], not \d: \d also matches non-ASCII digits (Arabic-Indic, fullwidth...), which int() would accept.
 _PATTERN = re.compile(r"^O:(?P<root>[A-Z]{1,6})(?P<date>[0-9]{6})(?P<kind>[CP])(?P<strike>[0-9]{8})\Z")
 MAX_STRIKE = Decimal("99999.999")
@@ -76,3 +78,37 @@ def parse_ticker(ticker: str) -> OptionContract:
         contract_type="call" if match["kind"] == "C" else "put",
         strike=strike,
     )
+
+
+OCC_PATTERN = _PATTERN.pattern.removesuffix(r"\Z") + "$"  # the same rule for polars' regex engine
+
+
+def parse_tickers(tickers: pl.Series) -> pl.DataFrame:
+    """Vectorized parse_ticker: ticker, underlying, contract_type, strike, expiration (all null where the ticker
+    is not OCC or names an impossible date). Strikes are thousandths / 1000, exact for every OCC strike."""
+    parts = tickers.alias("ticker").to_frame().with_columns(
+        _parts=pl.col("ticker").str.extract_groups(OCC_PATTERN)
+    ).unnest("_parts")
+    date = pl.col("date")
+    expiration = pl.date(
+        2000 + date.str.slice(0, 2).cast(pl.Int32),
+        date.str.slice(2, 2).cast(pl.Int8),
+        date.str.slice(4, 2).cast(pl.Int8),
+    )
+    parsed = parts.with_columns(
+        underlying=pl.col("root"),
+        contract_type=pl.when(pl.col("kind") == "C").then(pl.lit("call")).otherwise(pl.lit("put")),
+        strike=pl.col("strike").cast(pl.Int64) / 1000,
+        expiration=pl.when(_valid_date(date)).then(expiration),
+    ).with_columns(pl.when(pl.col("strike") > 0).then(pl.col("strike")).alias("strike"))
+    valid = pl.col("expiration").is_not_null() & pl.col("strike").is_not_null()
+    return parsed.select(
+        "ticker",
+        *(pl.when(valid).then(pl.col(c)).alias(c) for c in ("underlying", "contract_type", "strike", "expiration")),
+    )
+
+
+def _valid_date(date: pl.Expr) -> pl.Expr:
+    """YYMMDD names a real calendar day (pl.date would fail the whole frame on 250230)."""
+    text = pl.lit("20") + date
+    return text.str.to_date("%Y%m%d", strict=False).is_not_null()

@@ -35,7 +35,7 @@ from spy_pipeline.domain.trading_calendar import (
     trading_days,
 )
 
-SelectionMode = Literal["band", "targeted"]
+SelectionMode = Literal["band", "targeted", "chain"]  # chain: domain/chain.py
 ExpiryConvention = Literal["next_trading_day", "next_friday", "fixed"]
 _CONVENTIONS: tuple[str, ...] = get_args(ExpiryConvention)
 
@@ -297,7 +297,7 @@ class SelectionConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(SelectionMode):
-            raise SelectionError(f"unknown selection mode {self.mode!r}: use 'band' or 'targeted'")
+            raise SelectionError(f"unknown selection mode {self.mode!r}: use 'band', 'targeted' or 'chain'")
         _band_thousandths(1, self.band_pct)
         _check_int("expirations", self.expirations, minimum=1)
         if self.max_contracts is not None:
@@ -326,6 +326,8 @@ class SelectionConfig:
                     self.fixed_expiration,
                 )
             )
+        if self.mode == "chain":
+            raise SelectionError("chain mode selects from a day's bars or the whole listing: see domain/chain.py")
         if listing is None:
             raise SelectionError("band mode selects from a contract listing: pass listing=")
         return select_band(

@@ -37,6 +37,8 @@ class PartitionWritten:
     first_bar: dt.datetime | None
     last_bar: dt.datetime | None
     duplicates_dropped: int = 0
+    source: str = "rest"  # or "flat_files"
+    flat_file: dict[str, object] | None = None  # the object's key, ETag, size and bad-row counts (io/flatfiles.py)
 
 
 def chunks(days: Sequence[dt.date], size: int) -> Iterator[Sequence[dt.date]]:

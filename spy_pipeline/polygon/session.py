@@ -19,6 +19,7 @@ from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.market_clock import Clock, WallClock
 from spy_pipeline.logs import get_logger, register_secret
 from spy_pipeline.polygon.client import PolygonClient
+from spy_pipeline.polygon.flatfiles import FlatFilesClient
 from spy_pipeline.polygon.rate_limit import SharedTokenBucket
 from spy_pipeline.polygon.transport import RetryPolicy
 from spy_pipeline.polygon.websocket import POLYGON_FEED
@@ -125,3 +126,30 @@ def open_stream_endpoint(
     with SandboxStream(key, day, speed=speed or 1.0, start_at=start_at or _default_start(day),
                        drop_every=drop_every) as sandbox:
         yield StreamEndpoint(key, sandbox.feed, False, sandbox.clock, sandbox)
+
+
+@contextmanager
+def open_flat_files(settings: Settings) -> Iterator[FlatFilesClient | None]:
+    """Yield a Flat Files client: the configured S3 key pair's, else (no POLYGON_API_KEY either) an embedded
+    sandbox serving the synthetic market's day files for the block's lifetime, else None (not configured)."""
+    sandbox = None
+    if settings.s3_access_key_id is not None and settings.s3_secret_access_key is not None:
+        key_id, secret = settings.s3_access_key_id.get_secret_value(), settings.s3_secret_access_key.get_secret_value()
+        endpoint, bucket = settings.flatfiles_endpoint, settings.flatfiles_bucket
+    elif settings.uses_embedded_sandbox:
+        key_id, secret = "SANDBOX" + secrets.token_hex(8).upper(), secrets.token_urlsafe(24)
+        sandbox = SandboxServer(api_key=secrets.token_urlsafe(12), s3_access_key_id=key_id).start()
+        endpoint, bucket = sandbox.url, "flatfiles"
+    else:
+        yield None
+        return
+    register_secret(key_id)
+    register_secret(secret)
+    client = FlatFilesClient(endpoint, bucket, key_id, secret, connect_timeout_s=settings.http_connect_timeout_s,
+                             read_timeout_s=max(settings.http_read_timeout_s, 60.0), max_retries=settings.max_retries)
+    try:
+        yield client
+    finally:
+        client.close()
+        if sandbox is not None:
+            sandbox.stop()

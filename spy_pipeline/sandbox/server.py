@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from spy_pipeline.sandbox import flatfiles
 from spy_pipeline.sandbox.faults import REPLACING_KINDS, Fault, FaultPlan
 from spy_pipeline.sandbox.routes import ROUTES, ApiError, Request
 
@@ -33,6 +34,7 @@ class SandboxState:
     today: dt.date | None = None
     requests: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    flat_files: flatfiles.FlatFileState | None = None  # the S3 endpoint's access key id, overrides and faults
 
     def record(self, path: str, status: int) -> None:
         with self.lock:
@@ -47,10 +49,22 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the sandbox's request log lives in SandboxState.requests."""
 
+    def do_HEAD(self) -> None:
+        self._s3(unquote(urlsplit(self.path).path), head=True) or self.send_error(405)
+
+    def _s3(self, path: str, head: bool) -> bool:
+        s3 = self.server.state.flat_files
+        if s3 is None or not flatfiles.is_s3_request(path, s3):
+            return False
+        flatfiles.handle(self, s3, path, head, self.server.state.today)
+        return True
+
     def do_GET(self) -> None:
         state = self.server.state
         parts = urlsplit(self.path)
         path = unquote(parts.path)
+        if self._s3(path, head=False):
+            return None
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         request_id = uuid.uuid4().hex
         if not self._authorized(query, state.api_key):
@@ -174,8 +188,14 @@ class _Server(ThreadingHTTPServer):
 class SandboxServer:
     """A Polygon-compatible REST server on loopback. Use as a context manager or start()/stop()."""
 
-    def __init__(self, api_key: str, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None) -> None:
+    def __init__(
+        self, api_key: str, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
+        s3_access_key_id: str | None = None,
+    ) -> None:
+        """`s3_access_key_id` also serves Polygon's Flat Files on the same port (path-style S3, sandbox/flatfiles)."""
         self.state = SandboxState(api_key=api_key, today=today)
+        if s3_access_key_id is not None:
+            self.state.flat_files = flatfiles.FlatFileState(access_key_id=s3_access_key_id)
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

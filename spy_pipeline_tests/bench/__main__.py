@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark and print its figures."""
 
-from spy_pipeline_tests.bench import backfill, consolidation, greeks, sandbox, streaming, targets, transport
+from spy_pipeline_tests.bench import backfill, consolidation, flatfiles, greeks, sandbox, streaming, targets, transport
 
 if __name__ == "__main__":
-    for bench in (backfill, transport, sandbox, greeks, targets, consolidation, streaming):
+    for bench in (backfill, transport, sandbox, greeks, targets, consolidation, streaming, flatfiles):
         bench.main()

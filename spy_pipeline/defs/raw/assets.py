@@ -21,7 +21,8 @@ from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import MINUTE_BARS
-from spy_pipeline.io import ingest
+from spy_pipeline.io import flat_ingest, ingest
+from spy_pipeline.io.flatfiles import BAD_ROW_KINDS
 from spy_pipeline.io.ingest import PartitionWritten
 from spy_pipeline.settings import TICKER_PATTERN
 
@@ -56,12 +57,13 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
         "last_partition": str(days[-1]),
         "rows": rows,
         "files": markdown_table(
-            ["file", "rows", "bytes", "first bar (UTC)", "last bar (UTC)", "duplicates dropped"],
-            [[store.relative(w.path), w.rows, w.bytes, w.first_bar, w.last_bar, w.duplicates_dropped]
+            ["file", "rows", "bytes", "first bar (UTC)", "last bar (UTC)", "duplicates dropped", "source"],
+            [[store.relative(w.path), w.rows, w.bytes, w.first_bar, w.last_bar, w.duplicates_dropped, w.source]
              for w in written],
         ),
         "written_files": MetadataValue.json(
-            [{"path": store.relative(w.path), "rows": w.rows, "bytes": w.bytes} for w in written]
+            [{"path": store.relative(w.path), "rows": w.rows, "bytes": w.bytes, "source": w.source}
+             for w in written]
         ),
     }
     bars = [w for w in written if w.first_bar is not None]
@@ -74,18 +76,40 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
     return metadata
 
 
+def source_metadata(written: Sequence[PartitionWritten], flat_before: dict, flat_after: dict) -> dict:
+    """Which source each partition came from, and for flat files the object (key, ETag, size) and its bad rows."""
+    sources = sorted({w.source for w in written})
+    flat = [w for w in written if w.flat_file is not None]
+    metadata: dict = {
+        "source": sources[0] if len(sources) == 1 else "mixed",
+        "partition_sources": MetadataValue.json({str(w.day): w.source for w in written}),
+        "flat_file_gets": flat_after["gets"] - flat_before["gets"],
+        "flat_file_heads": flat_after["heads"] - flat_before["heads"],
+        "flat_file_bytes_received": flat_after["bytes_received"] - flat_before["bytes_received"],
+    }
+    if flat:
+        objects = {w.flat_file["key"]: w.flat_file for w in flat}  # type: ignore[index]
+        bad = sum(int(o[f"bad_{kind}"]) for o in objects.values() for kind in BAD_ROW_KINDS)
+        metadata["flat_files"] = MetadataValue.json(list(objects.values()))
+        metadata["flat_file_bad_rows"] = bad
+        metadata["flat_file_bad_row_share"] = round(bad / max(bad + sum(w.rows for w in flat), 1), 6)
+    return metadata
+
+
 def _minute_bars_result(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str]
 ) -> MaterializeResult:
     started = time.monotonic()
     days = partition_days(context)
-    before = polygon.client.stats.snapshot()
+    before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     root = store.data_root
-    written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, root, ticker, days)]
+    written = [w for ticker in tickers
+               for w in flat_ingest.ingest_minute_bars(polygon.client, polygon.flat_files, root, ticker, days)]
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
+        **source_metadata(written, flat_before, polygon.flat_stats()),
         "dagster/column_schema": table_schema(MINUTE_BARS),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),

@@ -9,6 +9,7 @@ from dagster import AssetChecksDefinition, AssetCheckSeverity, build_column_sche
 
 from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, schema_check
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
+from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import raw_news
 from spy_pipeline.domain import quality
@@ -49,6 +50,7 @@ RAW_CHECKS: list[AssetChecksDefinition] = [
     schema_check(NEWS_FILES),
     rules_check(NEWS_FILES, lambda frame, day: quality.news_violations(frame, news_window(day)),
                 "Article ids unique, published inside the partition's news window, sentiment in {-1, 0, 1}."),
+    *FLAT_FILE_CHECKS,
     *build_column_schema_change_checks(assets=[raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars,
                                                raw_news]),
 ]

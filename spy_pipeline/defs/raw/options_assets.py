@@ -7,17 +7,27 @@ from pydantic import Field
 
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import request_metadata, table_schema, timing
-from spy_pipeline.defs.raw.assets import RAW_ASSET_ARGS, partition_days, raw_spy_bars, written_metadata
-from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
+from spy_pipeline.defs.raw.assets import (
+    RAW_ASSET_ARGS,
+    partition_days,
+    raw_spy_bars,
+    source_metadata,
+    written_metadata,
+)
+from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.domain.chain import DEFAULT_MAX_REST_REQUESTS, ChainFilters
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
-from spy_pipeline.io import ingest
+from spy_pipeline.io import flat_ingest, ingest
 
 
 class ContractSelectionConfig(Config):
     """How options_contracts picks each day's contracts (defaults: band mode, ±1%, 0DTE + 2 expirations)."""
 
-    mode: str = Field(default="band", description="band (from Polygon's listing) or targeted (built tickers)")
+    mode: str | None = Field(
+        default=None, description="band (from Polygon's listing), targeted (built tickers) or chain (every contract "
+        "with a bar that day); default SPY_PIPELINE_CONTRACT_SELECTION",
+    )
     band_pct: float = Field(default=1.0, description="band: strikes within this % of the day's open")
     expirations: int = Field(default=3, description="band: the nearest expirations, 0DTE counting when listed")
     include_0dte: bool = Field(default=True, description="band: include the contracts expiring that day")
@@ -26,10 +36,23 @@ class ContractSelectionConfig(Config):
     strike_increment: float = Field(default=1.0, description="targeted: strike grid, USD")
     expiry: str = Field(default="next_trading_day", description="targeted: next_trading_day, next_friday or fixed")
     fixed_expiration: str | None = Field(default=None, description="targeted with expiry=fixed: YYYY-MM-DD")
+    max_days_to_expiry: int | None = Field(default=None, description="chain: at most this many days to expiry")
+    chain_band_pct: float | None = Field(default=None, description="chain: strikes within this % of the open")
+    min_volume: float = Field(default=0.0, description="chain (flat files): at least this many contracts that day")
+    max_rest_requests: int = Field(
+        default=DEFAULT_MAX_REST_REQUESTS, description="chain with the REST source: refuse above this many requests"
+    )
+
+    def resolved_mode(self) -> str:
+        return self.mode or settings_with_logging().contract_selection
+
+    def chain_filters(self) -> ChainFilters:
+        return ChainFilters(self.max_days_to_expiry, self.chain_band_pct, self.min_volume)
 
     def to_selection(self) -> SelectionConfig:
         return SelectionConfig(
-            mode=self.mode, band_pct=self.band_pct, expirations=self.expirations, include_0dte=self.include_0dte,
+            mode=self.resolved_mode(), band_pct=self.band_pct, expirations=self.expirations,
+            include_0dte=self.include_0dte,
             max_contracts=self.max_contracts, n=self.n, strike_increment=self.strike_increment,
             expiry=self.expiry, fixed_expiration=self.fixed_expiration,
         )
@@ -47,15 +70,26 @@ def options_contracts(
     """The SPY contracts followed each day, chosen around that day's opening price (from raw_spy_bars).
 
     Band mode asks Polygon for the chain as of the day (one paginated query) within the strike
-    and expiration bounds; targeted mode builds OCC tickers on a strike grid without a query.
+    and expiration bounds; targeted mode builds OCC tickers on a strike grid without a query; chain mode
+    takes every SPY contract with a bar in the day's options flat file (one GET, shared with raw_options_bars),
+    or with the REST source the listing as of the day, refused when its bars would cost too many requests.
     """
     started = time.monotonic()
     days = partition_days(context)
-    before = polygon.client.stats.snapshot()
-    written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
+    before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
+    mode = config.resolved_mode()
+    if mode == "chain":
+        written = flat_ingest.discover_chain(polygon.client, polygon.flat_files, store.data_root,
+                                             config.chain_filters(), days, config.max_rest_requests)
+        rest_cost = sum(w.rows for w in written if w.source == "rest")
+        if rest_cost:
+            context.log.info(f"the REST chain costs {rest_cost} bar requests in raw_options_bars")
+    else:
+        written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
-        "mode": config.mode,
+        **source_metadata(written, flat_before, polygon.flat_stats()),
+        "mode": mode,
         "contracts_per_day": round(sum(w.rows for w in written) / len(days), 1),
         "dagster/column_schema": table_schema(OPTIONS_CONTRACTS),
         **request_metadata(before, polygon.client.stats.snapshot()),
@@ -71,16 +105,18 @@ def raw_options_bars(
 ) -> MaterializeResult:
     """Minute bars of every contract in options_contracts, one file per day with a `ticker` column.
 
-    Option bars are sparse (a minute without a trade has no bar). A contract followed on several
-    days of a range is fetched once; contracts are fetched concurrently within the shared rate limit.
+    Option bars are sparse (a minute without a trade has no bar). From flat files: the day's options
+    object (usually already read by options_contracts: a HEAD, no GET); vwap is null there. From REST: a
+    contract followed on several days of a range is fetched once, concurrently within the shared rate limit.
     """
     started = time.monotonic()
     days = partition_days(context)
-    before = polygon.client.stats.snapshot()
-    written = ingest.ingest_options_bars(polygon.client, store.data_root, days)
+    before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
+    written = flat_ingest.ingest_options_bars(polygon.client, polygon.flat_files, store.data_root, days)
     after = polygon.client.stats.snapshot()
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
+        **source_metadata(written, flat_before, polygon.flat_stats()),
         "dagster/column_schema": table_schema(MINUTE_BARS),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),

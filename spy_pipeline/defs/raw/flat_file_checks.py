@@ -1,0 +1,61 @@
+"""Checks on raw partitions landed from Flat Files, read from their latest materialization's metadata.
+
+- flat_file_bad_rows (blocking): the share of the partition's rows dropped as bad (timestamps outside the day,
+  non-positive prices, unparseable tickers) stays at most MAX_BAD_ROW_SHARE; above it the file is suspect.
+- flat_file_current (warning): each object the partition came from still has the ETag it had: a new ETag
+  means the provider republished the day and the partition should be materialized again.
+"""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetsDefinition,
+    asset_check,
+)
+
+from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
+from spy_pipeline.defs.raw.options_assets import raw_options_bars
+from spy_pipeline.defs.resources import PolygonResource
+
+MAX_BAD_ROW_SHARE = 0.001
+
+
+def _latest_metadata(context: AssetCheckExecutionContext, asset: AssetsDefinition) -> dict:
+    event = context.instance.get_latest_materialization_event(asset.key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
+
+
+def _checks(asset: AssetsDefinition) -> list[AssetChecksDefinition]:
+    @asset_check(asset=asset, name="flat_file_bad_rows", blocking=True,
+                 description=f"At most {MAX_BAD_ROW_SHARE:.1%} of a flat file's rows for the partition were bad.")
+    def bad_rows(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        meta = _latest_metadata(context, asset)
+        share, bad = float(meta.get("flat_file_bad_row_share", 0.0)), int(meta.get("flat_file_bad_rows", 0))
+        return AssetCheckResult(passed=share <= MAX_BAD_ROW_SHARE, severity=AssetCheckSeverity.ERROR,
+                                metadata={"bad_rows": bad, "bad_row_share": share, "limit": MAX_BAD_ROW_SHARE,
+                                          "source": str(meta.get("source", "unknown"))})
+
+    @asset_check(asset=asset, name="flat_file_current",
+                 description="The flat files the partition came from still have the ETag they were read with.")
+    def current(context: AssetCheckExecutionContext, polygon: PolygonResource) -> AssetCheckResult:
+        objects = _latest_metadata(context, asset).get("flat_files") or []
+        client = polygon.flat_files.client
+        changed = []
+        for landed in objects:
+            info = client.head(landed["key"]) if client is not None else None
+            if info is None or info.etag != landed["etag"]:
+                changed.append({"key": landed["key"], "landed_etag": landed["etag"],
+                                "now": info.etag if info else "missing", "what": "republished: materialize again"})
+        return AssetCheckResult(passed=not changed, severity=AssetCheckSeverity.WARN,
+                                metadata={"objects": len(objects), "changed": changed})
+
+    return [bad_rows, current]
+
+
+FLAT_FILE_CHECKS: list[AssetChecksDefinition] = [
+    check for asset in (raw_spy_bars, raw_vix_bars, raw_options_bars) for check in _checks(asset)
+]
