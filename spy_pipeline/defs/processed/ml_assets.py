@@ -18,12 +18,11 @@ from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableCo
 from pydantic import Field
 
 from spy_pipeline.defs.checks import checked_days
-from spy_pipeline.defs.metadata import markdown_table, timing
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, timing
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain.features import DEFAULT_LAGS, build_features
-from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.domain.targets import forward_targets
 from spy_pipeline.io import lake
 
@@ -38,7 +37,7 @@ class FeaturesConfig(Config):
     lags_minutes: list[int] = Field(default=list(DEFAULT_LAGS), description="Lags of the change features, minutes")
 
 
-@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/training/{date}.parquet"})
+@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata=dataset_metadata("training"))
 def training_dataset(
     context: AssetExecutionContext, config: TrainingConfig, store: ParquetStoreResource
 ) -> MaterializeResult:
@@ -48,7 +47,7 @@ def training_dataset(
     days = partition_days(context)
     files, kept, dropped = [], 0, 0
     for day in days:
-        rows = lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED)
+        rows = lake.read_day(store.data_root, "consolidated", day)
         frame = forward_targets(
             rows,
             day,
@@ -71,14 +70,14 @@ def training_dataset(
     )
 
 
-@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/features/{date}.parquet"})
+@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata=dataset_metadata("features"))
 def features(context: AssetExecutionContext, config: FeaturesConfig, store: ParquetStoreResource) -> MaterializeResult:
     """SPY % changes over the lags, each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
     started = time.monotonic()
     days = partition_days(context)
     files, rows = [], 0
     for day in days:
-        frame = build_features(lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED), config.lags_minutes)
+        frame = build_features(lake.read_day(store.data_root, "consolidated", day), config.lags_minutes)
         files.append(store.write_day(frame, day, "features"))
         rows += frame.height
     return MaterializeResult(

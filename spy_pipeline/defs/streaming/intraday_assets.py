@@ -10,11 +10,10 @@ import time
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset, define_asset_job
 from pydantic import Field
 
-from spy_pipeline.defs.metadata import table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, timing
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import consolidate_day
-from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
 INTRADAY_JOB = "intraday_refresh"
@@ -28,7 +27,7 @@ class IntradayConfig(Config):
 @asset(
     group_name="streaming",
     kinds={"polars", "parquet"},
-    metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "intraday/consolidated/{date}.parquet"},
+    metadata=dataset_metadata("intraday_consolidated"),
 )
 def intraday_consolidated(
     context: AssetExecutionContext, config: IntradayConfig, store: ParquetStoreResource
@@ -40,7 +39,7 @@ def intraday_consolidated(
     root = store.data_root
     inputs = intraday_inputs(root, day, config.risk_free_rate)
     frame = consolidate_day(inputs)
-    written = store.write_day(frame, day, "intraday")
+    written = store.write_day(frame, day, "intraday_consolidated")
     last = frame["timestamp"].max() if frame.height else None
     context.log.info(f"{day}: {frame.height:,} rows up to {last}")
     return MaterializeResult(metadata={
