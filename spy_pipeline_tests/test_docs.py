@@ -90,15 +90,22 @@ def test_data_readme_lists_every_registered_dataset_and_is_up_to_date() -> None:
     }
 
 
-def test_every_parquet_path_an_asset_declares_is_documented(sections) -> None:
+def test_every_parquet_path_an_asset_declares_is_registered_and_documented(sections) -> None:
     documented = set(re.findall(r"`([a-z_/{}]+\.parquet)`", sections["datasets"]))
+    declared = 0
     for spec in defs.resolve_all_asset_specs():
         path = spec.metadata.get("path", "")
         if not isinstance(path, str) or not path.endswith(".parquet"):
             continue
         alternatives = re.fullmatch(r"(.*)\{(\w+(?:,\w+)+)\}\.parquet", path)  # raw/corporate_actions/{a,b}.parquet
         paths = {f"{alternatives[1]}{name}.parquet" for name in alternatives[2].split(",")} if alternatives else {path}
-        assert paths <= documented, f"{spec.key.to_user_string()} writes {path}: add it to app.docs.datasets()"
+        assert paths <= documented, f"{spec.key.to_user_string()} writes {path}: not in README's dataset tables"
+        registered = {dataset.path for dataset in datasets.DATASETS}
+        assert paths <= registered, f"{spec.key.to_user_string()} writes {path}: add it to domain/datasets.py"
+        writers = {dataset.written_by for dataset in datasets.DATASETS if dataset.path in paths}
+        assert writers == {spec.key.to_user_string()}, (path, writers)
+        declared += 1
+    assert declared == 11  # raw (5 and corporate_actions), processed (4), intraday_consolidated
 
 
 def test_asset_graph_has_every_asset_in_its_group_and_every_dependency(sections) -> None:

@@ -29,7 +29,7 @@ class Column:
 @dataclass(frozen=True)
 class ColumnFamily:
     """Columns named `pattern` with `{k}` a positive whole number (`target_{k}`); which k are present depends
-    on the writer's configuration, which `rule` names. A frame holds at least one of them, consecutively."""
+    on the writer's configuration, which `rule` names. A frame holds at least one, consecutively, k increasing."""
 
     pattern: str
     dtype: pl.DataType
@@ -43,7 +43,7 @@ class ColumnFamily:
     @cached_property
     def regex(self) -> re.Pattern[str]:
         before, after = self.pattern.split("{k}")
-        return re.compile(f"{re.escape(before)}[1-9][0-9]*{re.escape(after)}")
+        return re.compile(f"{re.escape(before)}([1-9][0-9]*){re.escape(after)}")
 
     def names(self, ks: Iterable[int]) -> list[str]:
         return [self.pattern.replace("{k}", str(k)) for k in ks]
@@ -90,7 +90,7 @@ class DatasetSchema:
 
     def _resolve(self, names: list[str]) -> Iterator[tuple[str, pl.DataType]]:
         """(column, declared type) for each entry in order: a fixed column by name, a family as every name of
-        `names` it matches (in `names`' order; none is an error). ValueError when a column is missing."""
+        `names` it matches, by increasing k (none is an error). ValueError when a column is missing."""
         missing = [name for name in self.columns if name not in names]
         if missing:
             raise ValueError(f"{self.name}: missing columns {missing}")
@@ -98,10 +98,10 @@ class DatasetSchema:
             if isinstance(entry, Column):
                 yield entry.name, entry.dtype
                 continue
-            matched = [name for name in names if entry.regex.fullmatch(name)]
-            if not matched:
+            ks = sorted(int(found[1]) for name in names if (found := entry.regex.fullmatch(name)))
+            if not ks:
                 raise ValueError(f"{self.name}: no {entry.pattern} column ({entry.rule})")
-            yield from ((name, entry.dtype) for name in matched)
+            yield from ((name, entry.dtype) for name in entry.names(ks))
 
     def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Select and cast to the declared columns; a missing column is an error, not a null."""
