@@ -102,7 +102,8 @@ def test_a_sandbox_day_runs_end_to_end_on_an_object_store(lake_uri: str, tmp_pat
     # the public read API over the same store, from the settings' data dir (the URI)
     assert spy_pipeline.scan("consolidated", DAY, DAY).collect().equals(consolidated)
     spy_previous = root.read_partition(root.partition_path(previous, "raw", "spy"), MINUTE_BARS)
-    assert spy_pipeline.scan("spy", data_dir=lake_uri).collect().equals(pl.concat([spy_previous, frames[("raw", "spy")]]))
+    both_days = pl.concat([spy_previous, frames[("raw", "spy")]])
+    assert spy_pipeline.scan("spy", data_dir=lake_uri).collect().equals(both_days)
 
 
 def test_local_only_operations_refuse_an_object_store_data_dir_in_one_line(lake_uri: str) -> None:
