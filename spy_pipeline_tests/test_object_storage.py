@@ -14,6 +14,7 @@ import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+import spy_pipeline
 from spy_pipeline.definitions import DAILY_ASSETS, defs
 from spy_pipeline.defs.operations.storage_report import storage_report
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
@@ -97,6 +98,12 @@ def test_a_sandbox_day_runs_end_to_end_on_an_object_store(lake_uri: str, tmp_pat
         f"{lake_uri}/raw/spy/{DAY}.parquet"
     )
     assert not any(tmp_path.rglob("*.parquet")) and not any(tmp_path.rglob("*.csv"))  # nothing went local
+
+    # the public read API over the same store, from the settings' data dir (the URI)
+    assert spy_pipeline.scan("consolidated", DAY, DAY).collect().equals(consolidated)
+    spy_previous = root.read_partition(root.partition_path(previous, "raw", "spy"), MINUTE_BARS)
+    both_days = pl.concat([spy_previous, frames[("raw", "spy")]])
+    assert spy_pipeline.scan("spy", data_dir=lake_uri).collect().equals(both_days)
 
 
 def test_local_only_operations_refuse_an_object_store_data_dir_in_one_line(lake_uri: str) -> None:

@@ -25,6 +25,7 @@ from spy_pipeline.streaming.intraday import compacted_path
 from spy_pipeline.streaming.news_poll import landed_news
 from spy_pipeline.streaming.session import read_heartbeat
 from spy_pipeline_tests.conftest import sandbox_lake
+from spy_pipeline_tests.test_datasets import assert_lake_matches_registry
 
 DAY = dt.date(2025, 1, 8)
 RISK_FREE_RATE = 0.0375  # SPY_PIPELINE_RISK_FREE_RATE of the streamed day's runs: not the default 0.045
@@ -106,7 +107,7 @@ def test_compaction_equals_the_rest_backfill_of_the_day(streamed_day) -> None:
 def test_intraday_consolidation_equals_the_daily_one_on_common_contracts(streamed_day) -> None:
     data_dir, _, _ = streamed_day
     root = DataRoot.from_location(data_dir)
-    intraday = lake.read_day(root, "intraday", DAY, CONSOLIDATED)
+    intraday = lake.read_day(root, "intraday_consolidated", DAY, CONSOLIDATED)
     daily = lake.read_day(root, "consolidated", DAY, CONSOLIDATED)
     # both priced their greeks with the setting (neither run config sets a rate)
     assert intraday["risk_free_rate"].unique().to_list() == daily["risk_free_rate"].unique().to_list() == [
@@ -164,6 +165,14 @@ def test_terminated_run_flushes_and_leaves_only_complete_files(tmp_path: Path, i
         (run,) = instance.get_runs()
         assert run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
+
+
+@pytest.mark.integration
+def test_every_file_a_streamed_day_leaves_is_a_registered_dataset_with_its_schema(streamed_day) -> None:
+    data_dir, _, _ = streamed_day
+    found = assert_lake_matches_registry(data_dir)
+    assert {"stream_bars", "stream_contracts", "intraday_consolidated", "spy", "consolidated"} <= set(found)
+    assert found["stream_bars"] > 10
 
 def _cli(args: list[str], tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "SPY_PIPELINE_DATA_DIR": str(data_dir)}

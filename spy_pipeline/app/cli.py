@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
     report.add_argument("--trigger-pct", type=float, default=20.0, help="the trigger options_movement used (20)")
     docs = commands.add_parser(
-        "docs", help="rewrite README.md's generated sections (datasets, asset graph, CLI reference) from the code"
+        "docs", help="rewrite the generated sections of README.md (datasets, asset graph, CLI reference) and "
+        "data/README.md (dataset layout) from the code"
     )
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section is stale")
     docs.add_argument("--readme", default="README.md", help="the README to rewrite or check")
@@ -158,20 +159,26 @@ def _docs(args: argparse.Namespace) -> int:
     readme = Path(args.readme)
     if not readme.is_file():
         raise DocsError(f"{readme} does not exist: run from the repository root or pass --readme")
-    sections = docs.generated_sections(build_parser())
+    files = {readme: docs.generated_sections(build_parser())}
+    data_readme = docs.data_readme_of(readme)
+    if data_readme.is_file():  # a README checked on its own (a copy elsewhere) has none next to it
+        files[data_readme] = docs.data_readme_sections()
     if args.check:
-        stale = docs.check_readme(readme, sections)
-        if stale:
+        stale = {path: names for path, sections in files.items() if (names := docs.check_readme(path, sections))}
+        for path, names in stale.items():
             print(
-                f"spy-pipeline: {readme} is stale: generated section(s) {', '.join(stale)} differ from the code; "
+                f"spy-pipeline: {path} is stale: generated section(s) {', '.join(names)} differ from the code; "
                 "run `spy-pipeline docs` (`.venv/bin/spy-pipeline docs`) and commit the result",
                 file=sys.stderr,
             )
+        if stale:
             return 1
-        print(f"{readme}: generated sections up to date")
+        for path in files:
+            print(f"{path}: generated sections up to date")
         return 0
-    rewritten = docs.update_readme(readme, sections)
-    print(f"{readme}: rewrote {', '.join(rewritten)}" if rewritten else f"{readme}: generated sections up to date")
+    for path, sections in files.items():
+        rewritten = docs.update_readme(path, sections)
+        print(f"{path}: rewrote {', '.join(rewritten)}" if rewritten else f"{path}: generated sections up to date")
     return 0
 
 

@@ -37,11 +37,11 @@ def load_range(data_dir: Path | str, start: dt.date, end: dt.date, trigger_pct: 
     if not days:
         raise cal.TradingCalendarError(f"no trading days between {start} and {end}")
     root = storage.as_data_root(data_dir)
-    scanned = [day for day in days if root.exists(lake.day_file(root, "movement", day))]
+    scanned = [day for day in days if root.exists(lake.day_file(root, "options_movement", day))]
     if not scanned:
         return RangeReport(days, [], None)
     bars = pl.concat([lake.read_day(root, "options", day, MINUTE_BARS) for day in scanned])
-    events = pl.concat([root.read_frame(lake.day_file(root, "movement", day)) for day in scanned])
+    events = pl.concat([root.read_frame(lake.day_file(root, "options_movement", day)) for day in scanned])
     return RangeReport(days, scanned, movement_summary(bars, events, trigger_pct))
 
 

@@ -18,6 +18,7 @@ from dagster import (
 from spy_pipeline.defs.metadata import markdown_table
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import DatasetSchema
 from spy_pipeline.io.storage import StorageError
@@ -27,12 +28,18 @@ Rules = Callable[[pl.DataFrame, dt.date], dict[str, int]]
 
 @dataclass(frozen=True)
 class DailyFiles:
-    """A dataset stored as {folder}/{date}.parquet under the data dir."""
+    """A registered dataset stored as {folder}/{date}.parquet under the data dir, and the asset writing it."""
 
     asset: AssetsDefinition
-    name: str  # prefix of the check names: spy, vix, options, contracts, news
-    folder: tuple[str, ...]
-    schema: DatasetSchema
+    name: str  # its name in spy_pipeline.domain.datasets, and the prefix of its checks' names
+
+    @property
+    def folder(self) -> tuple[str, ...]:
+        return datasets.get(self.name).folder()
+
+    @property
+    def schema(self) -> DatasetSchema:
+        return datasets.get(self.name).schema
 
 
 def checked_days(

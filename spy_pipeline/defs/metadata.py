@@ -1,4 +1,4 @@
-"""Shared materialization metadata: column schemas and request figures in Dagster's shapes."""
+"""Shared materialization metadata: column schemas, dataset paths and request figures in Dagster's shapes."""
 
 from __future__ import annotations
 
@@ -7,16 +7,32 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from spy_pipeline.domain.schemas import DatasetSchema
+from spy_pipeline.domain import datasets
+from spy_pipeline.domain.schemas import Column, DatasetSchema
 
 
 def table_schema(schema: DatasetSchema) -> TableSchema:
-    return TableSchema(
-        columns=[
-            TableColumn(name=name, type=str(dtype), description=schema.descriptions.get(name))
-            for name, dtype in schema.columns.items()
-        ]
-    )
+    """The declared columns; a column family as one entry named by its pattern (`target_{k}`)."""
+    return TableSchema(columns=[
+        TableColumn(name=entry.name, type=str(entry.dtype), description=entry.description)
+        if isinstance(entry, Column)
+        else TableColumn(name=entry.pattern, type=str(entry.dtype), description=f"{entry.description} ({entry.rule})")
+        for entry in schema.entries
+    ])
+
+
+def dataset_metadata(*names: str) -> dict[str, Any]:
+    """An asset definition's metadata for the registered dataset(s) it writes: `path` (the pattern under the
+    data dir; `raw/corporate_actions/{dividends,splits}.parquet` for several files of one folder) and, for a
+    single dataset, its `dagster/column_schema`."""
+    declared = [datasets.get(name) for name in names]
+    if len(declared) == 1:
+        return {"dagster/column_schema": table_schema(declared[0].schema), "path": declared[0].path}
+    folders = {dataset.path.rsplit("/", 1)[0] for dataset in declared}
+    if len(folders) != 1 or any(dataset.partitioned for dataset in declared):
+        raise ValueError(f"{names}: several datasets share a path only as unpartitioned files of one folder")
+    stems = ",".join(dataset.file_name().removesuffix(".parquet") for dataset in declared)
+    return {"path": f"{folders.pop()}/{{{stems}}}.parquet"}
 
 
 def request_metadata(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

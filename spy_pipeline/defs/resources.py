@@ -10,8 +10,9 @@ import structlog
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain.schemas import DatasetSchema
-from spy_pipeline.io import lake, storage
+from spy_pipeline.io import storage
 from spy_pipeline.io.flat_ingest import SOURCES, FlatFiles
 from spy_pipeline.logs import configure_logging
 from spy_pipeline.polygon.client import PolygonClient
@@ -144,8 +145,11 @@ class ParquetStoreResource(ConfigurableResource):
         return self.data_root.relative(path)
 
     def write_day(self, frame: pl.DataFrame, day: dt.date, dataset: str) -> dict[str, object]:
-        """Write one day of a dataset named in lake.FOLDERS; returns its `written_files` entry."""
-        path = self.partition_path(day, *lake.FOLDERS[dataset])
+        """Write one day of a registered dataset (spy_pipeline.domain.datasets), conformed to its schema;
+        returns its `written_files` entry."""
+        declared = datasets.get(dataset)
+        frame = declared.schema.conform(frame)
+        path = self.data_root.file_of(declared, day)
         size = self.write(frame, path)
         return {"path": self.relative(path), "rows": frame.height, "bytes": size}
 

@@ -31,35 +31,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from spy_pipeline.domain.schemas import OPTIONS_MOVEMENT
+
 NEW_YORK = "America/New_York"
 
-EVENT_COLUMNS: dict[str, str] = {
-    "ticker": "Option ticker",
-    "start": "Trigger bar: first minute of the event, UTC",
-    "end": "Last minute of the event still at or above the sustain level, UTC",
-    "duration_minutes": "Minutes from start to end, both included (end - start + 1)",
-    "reference_price": "Reference at the trigger bar: minimum price over the window ending there, USD",
-    "trigger_price": "Price of the trigger bar, USD",
-    "peak_price": "Highest price from start to end, USD",
-    "peak_gain_pct": "peak_price over reference_price, minus 1, in percent",
-    "minutes_above_trigger": "Bars of the event at or above reference_price x (1 + trigger_pct/100)",
-    "trigger_hour_et": "Hour of start in America/New_York (9 for 09:xx)",
-}
+# The events' columns and their descriptions: the options_movement dataset's schema.
+EVENT_COLUMNS: dict[str, str] = OPTIONS_MOVEMENT.descriptions
 
 
 def _event_schema(timestamp: pl.DataType) -> pl.Schema:
-    return pl.Schema({
-        "ticker": pl.String(),
-        "start": timestamp,
-        "end": timestamp,
-        "duration_minutes": pl.Int64(),
-        "reference_price": pl.Float64(),
-        "trigger_price": pl.Float64(),
-        "peak_price": pl.Float64(),
-        "peak_gain_pct": pl.Float64(),
-        "minutes_above_trigger": pl.Int64(),
-        "trigger_hour_et": pl.Int32(),
-    })
+    """The declared event columns, with start and end in the input's time unit."""
+    return pl.Schema({**OPTIONS_MOVEMENT.columns, "start": timestamp, "end": timestamp})
 
 
 def _utc(column: str, dtype: pl.DataType) -> pl.Expr:

@@ -22,6 +22,7 @@ from typing import Literal, get_args
 import polars as pl
 import pyarrow.parquet as pq
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain.chain import ChainFilters, chain_from_bars, chain_from_listing
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 from spy_pipeline.io import ingest, storage
@@ -68,10 +69,10 @@ def _flat_or_none(flat: FlatFiles, read: callable, day: dt.date) -> DayFile | No
         return None
 
 
-def _written(root: DataRoot, dataset: str, day: dt.date, frame: pl.DataFrame, path: str,
-             day_file: DayFile) -> PartitionWritten:
+def _written(root: DataRoot, day: dt.date, frame: pl.DataFrame, path: str, day_file: DayFile) -> PartitionWritten:
     return PartitionWritten(
-        dataset=dataset, day=day, path=path, rows=frame.height, bytes=root.write_parquet(frame, path),
+        dataset=ingest.dataset_folder(root, path), day=day, path=path, rows=frame.height,
+        bytes=root.write_parquet(frame, path),
         first_bar=frame["timestamp"].min(), last_bar=frame["timestamp"].max(),
         duplicates_dropped=day_file.duplicates_dropped, source="flat_files", flat_file=day_file.metadata(),
     )
@@ -92,11 +93,10 @@ def ingest_minute_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path | 
                              "(their flat files hold none): refusing to write empty partitions")
     rest_days = [day for day, file in files.items() if file is None]
     written = ingest.ingest_minute_bars(client, root, ticker, rest_days) if rest_days else []
-    dataset = ingest.bars_dataset(ticker)
     for day, file in files.items():
         if file is not None:
-            path = root.partition_path(day, "raw", dataset)
-            written.append(_written(root, f"raw/{dataset}", day, file.bars, path, file))
+            path = ingest.bars_file(root, ticker, day)
+            written.append(_written(root, day, file.bars, path, file))
     return sorted(written, key=lambda w: w.day)
 
 
@@ -161,9 +161,9 @@ def discover_chain(client: PolygonClient, flat: FlatFiles, data_dir: Path | Data
         if frame.height == 0:
             raise EmptyDataError(f"the {underlying} chain of {day} is empty after the filters: refusing to write")
         contracts = ingest.contracts_dataset(frame)
-        path = root.partition_path(day, "raw", "options", "contracts")
+        path = root.file_of(datasets.get("contracts"), day)
         written.append(PartitionWritten(
-            dataset="raw/options/contracts", day=day, path=path, rows=contracts.height,
+            dataset=ingest.dataset_folder(root, path), day=day, path=path, rows=contracts.height,
             bytes=root.write_parquet(contracts, path), first_bar=None, last_bar=None,
             source="rest" if file is None else "flat_files",
             flat_file=None if file is None else {**file.metadata(), "rest_requests_needed": 0},
@@ -184,7 +184,7 @@ def ingest_options_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path |
     for day, file in files.items():
         if file is None:
             continue
-        tickers = root.read_partition(root.partition_path(day, "raw", "options", "contracts"), OPTIONS_CONTRACTS)
+        tickers = root.read_partition(root.file_of(datasets.get("contracts"), day), OPTIONS_CONTRACTS)
         frame = file.bars.filter(pl.col("ticker").is_in(tickers["ticker"].implode()))
         if frame.height == 0:
             raise EmptyDataError(f"the options flat file of {day} has no bar for any of the {tickers.height} "
@@ -192,7 +192,7 @@ def ingest_options_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path |
         frames[day] = (frame, file)
     written = ingest.ingest_options_bars(client, root, rest_days) if rest_days else []
     for day, (frame, file) in frames.items():
-        path = root.partition_path(day, "raw", "options")
-        written.append(_written(root, "raw/options", day, frame, path, file))
+        path = root.file_of(datasets.get("options"), day)
+        written.append(_written(root, day, frame, path, file))
     return sorted(written, key=lambda w: w.day)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 from spy_pipeline.domain.selection import SelectionConfig
 from spy_pipeline.io import storage
@@ -29,7 +30,7 @@ VIX_TICKER = "I:VIX"
 
 @dataclass(frozen=True)
 class PartitionWritten:
-    dataset: str
+    dataset: str  # its folder under the data dir: raw/spy
     day: dt.date
     path: str  # inside the data dir's filesystem (DataRoot.uri shows it)
     rows: int
@@ -39,6 +40,11 @@ class PartitionWritten:
     duplicates_dropped: int = 0
     source: str = "rest"  # or "flat_files"
     flat_file: dict[str, object] | None = None  # the object's key, ETag, size and bad-row counts (io/flatfiles.py)
+
+
+def dataset_folder(root: DataRoot, path: str) -> str:
+    """The dataset folder of a written file, relative to the data dir: raw/spy."""
+    return root.relative(path).rsplit("/", 1)[0]
 
 
 def chunks(days: Sequence[dt.date], size: int) -> Iterator[Sequence[dt.date]]:
@@ -51,6 +57,14 @@ def bars_dataset(ticker: str) -> str:
     return "vix" if ticker == VIX_TICKER else ticker.lower()
 
 
+def bars_file(root: DataRoot, ticker: str, day: dt.date) -> str:
+    """`day`'s minute bars of `ticker`: the spy or vix dataset, else equity_bars (raw/{ticker}/{date}.parquet)."""
+    folder = bars_dataset(ticker)
+    if folder in ("spy", "vix"):
+        return root.file_of(datasets.get(folder), day)
+    return root.file_of(datasets.get("equity_bars"), day, ticker=folder)
+
+
 def ingest_minute_bars(
     client: PolygonClient, data_dir: Path | DataRoot, ticker: str, days: Sequence[dt.date]
 ) -> list[PartitionWritten]:
@@ -61,7 +75,6 @@ def ingest_minute_bars(
     """
     root = storage.as_data_root(data_dir)
     written = []
-    dataset = bars_dataset(ticker)
     for chunk in chunks(sorted(days), DAYS_PER_REQUEST):
         raw = client.minute_bars(ticker, chunk[0], chunk[-1])
         per_day = minute_bars_by_day(ticker, raw, list(chunk))
@@ -72,10 +85,10 @@ def ingest_minute_bars(
                 "refusing to write empty partitions (an empty answer is not proof of a quiet market)"
             )
         for day_bars in per_day:
-            path = root.partition_path(day_bars.day, "raw", dataset)
+            path = bars_file(root, ticker, day_bars.day)
             timestamps = day_bars.frame["timestamp"]
             written.append(PartitionWritten(
-                dataset=f"raw/{dataset}", day=day_bars.day, path=path,
+                dataset=dataset_folder(root, path), day=day_bars.day, path=path,
                 rows=day_bars.frame.height, bytes=root.write_parquet(day_bars.frame, path),
                 first_bar=timestamps.min(), last_bar=timestamps.max(),
                 duplicates_dropped=day_bars.duplicates_dropped,
@@ -86,7 +99,7 @@ def ingest_minute_bars(
 def session_open_price(data_dir: Path | DataRoot, day: dt.date, ticker: str = "SPY") -> float:
     """The day's opening price: the first regular-session bar of raw/{ticker}/{day}.parquet."""
     root = storage.as_data_root(data_dir)
-    path = root.partition_path(day, "raw", bars_dataset(ticker))
+    path = bars_file(root, ticker, day)
     frame = root.read_partition(path, MINUTE_BARS)
     regular = frame.filter(pl.col("session") == "regular").sort("timestamp")
     if regular.height == 0:
@@ -102,9 +115,9 @@ def discover_contracts(
     written = []
     for day in days:
         frame = select_contracts(client, selection, day, session_open_price(root, day, selection.underlying))
-        path = root.partition_path(day, "raw", "options", "contracts")
+        path = root.file_of(datasets.get("contracts"), day)
         written.append(PartitionWritten(
-            dataset="raw/options/contracts", day=day, path=path, rows=frame.height,
+            dataset=dataset_folder(root, path), day=day, path=path, rows=frame.height,
             bytes=root.write_parquet(frame, path), first_bar=None, last_bar=None,
         ))
     return written
@@ -157,7 +170,7 @@ def ingest_options_bars(
     root = storage.as_data_root(data_dir)
     contract_days: dict[str, list[dt.date]] = {}
     for day in days:
-        path = root.partition_path(day, "raw", "options", "contracts")
+        path = root.file_of(datasets.get("contracts"), day)
         for ticker in root.read_partition(path, OPTIONS_CONTRACTS)["ticker"]:
             contract_days.setdefault(ticker, []).append(day)
 
@@ -179,9 +192,9 @@ def ingest_options_bars(
                 "refusing to write an empty partition"
             )
         frame = pl.concat(frames).sort("ticker", "timestamp")
-        path = root.partition_path(day, "raw", "options")
+        path = root.file_of(datasets.get("options"), day)
         written.append(PartitionWritten(
-            dataset="raw/options", day=day, path=path, rows=frame.height,
+            dataset=dataset_folder(root, path), day=day, path=path, rows=frame.height,
             bytes=root.write_parquet(frame, path),
             first_bar=frame["timestamp"].min(), last_bar=frame["timestamp"].max(),
         ))

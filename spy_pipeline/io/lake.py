@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import MINUTE, NEWS_TOLERANCE, DayInputs
 from spy_pipeline.domain.schemas import DIVIDENDS, MINUTE_BARS, NEWS, OPTIONS_CONTRACTS, DatasetSchema
@@ -20,38 +21,36 @@ from spy_pipeline.io.history import HistorySource
 from spy_pipeline.io.news import news_window
 from spy_pipeline.io.storage import DataRoot
 
-FOLDERS = {
-    "spy": ("raw", "spy"),
-    "vix": ("raw", "vix"),
-    "contracts": ("raw", "options", "contracts"),
-    "options": ("raw", "options"),
-    "news": ("raw", "news"),
-    "consolidated": ("processed", "consolidated"),
-    "training": ("processed", "training"),
-    "features": ("processed", "features"),
-    "movement": ("processed", "options_movement"),
-    "intraday": ("intraday", "consolidated"),  # today's consolidation from the streaming session
+# The folders of the datasets with one file per trading day and no folder to choose, by registry name.
+FOLDERS: dict[str, tuple[str, ...]] = {
+    dataset.name: dataset.folder() for dataset in datasets.DATASETS
+    if dataset.partitioned and not dataset.files_per_day and not dataset.folder_placeholders
 }
 
 
 def day_file(data_dir: Path | DataRoot, dataset: str, day: dt.date) -> Path | str:
     """A Path under a data dir given as a Path; the path inside its filesystem under a DataRoot."""
     if isinstance(data_dir, DataRoot):
-        return data_dir.partition_path(day, *FOLDERS[dataset])
-    return storage.partition_file(data_dir, day, *FOLDERS[dataset])
+        return data_dir.file_of(datasets.get(dataset), day)
+    return storage.partition_file(data_dir, day, *datasets.get(dataset).folder())
 
 
-def read_day(data_dir: Path | DataRoot, dataset: str, day: dt.date, schema: DatasetSchema) -> pl.DataFrame:
+def read_day(
+    data_dir: Path | DataRoot, dataset: str, day: dt.date, schema: DatasetSchema | None = None
+) -> pl.DataFrame:
+    """`day`'s file of a registered dataset, checked against its schema (the registry's unless given)."""
+    declared = datasets.get(dataset)
     root = storage.as_data_root(data_dir)
-    return root.read_partition(root.partition_path(day, *FOLDERS[dataset]), schema)
+    return root.read_partition(root.file_of(declared, day), schema or declared.schema)
 
 
 def read_day_if_present(
-    data_dir: Path | DataRoot, dataset: str, day: dt.date, schema: DatasetSchema
+    data_dir: Path | DataRoot, dataset: str, day: dt.date, schema: DatasetSchema | None = None
 ) -> pl.DataFrame | None:
+    declared = datasets.get(dataset)
     root = storage.as_data_root(data_dir)
-    path = root.partition_path(day, *FOLDERS[dataset])
-    return root.read_partition(path, schema) if root.exists(path) else None
+    path = root.file_of(declared, day)
+    return root.read_partition(path, schema or declared.schema) if root.exists(path) else None
 
 
 def previous_day(day: dt.date) -> dt.date | None:
@@ -60,7 +59,7 @@ def previous_day(day: dt.date) -> dt.date | None:
 
 def dividend_yield(data_dir: Path | DataRoot, ticker: str, day: dt.date, price: float) -> float:
     root = storage.as_data_root(data_dir)
-    path = f"{root.dataset_path('raw', 'corporate_actions')}/dividends.parquet"
+    path = root.file_of(datasets.get("dividends"))
     if not root.exists(path):
         raise storage.StorageError(
             f"{root.uri(path)} does not exist: materialize corporate_actions (job reference_data) first"

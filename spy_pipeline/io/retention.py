@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.io.storage import partition_day
 from spy_pipeline.logs import get_logger
@@ -58,7 +59,7 @@ SUFFIXES: dict[str, frozenset[str]] = {
 }
 EXTRA_LOG_SUFFIXES = frozenset({".log", ".out", ".err", ".complete"})
 BY_MTIME = frozenset({"reports", "logs"})
-NEVER = frozenset({("raw", "corporate_actions")})
+NEVER = datasets.unpartitioned_folders()  # raw/corporate_actions: rewritten whole, no age
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

@@ -28,6 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from spy_pipeline.domain.datasets import Dataset
 from spy_pipeline.domain.schemas import DatasetSchema
 
 _SAFE_PART = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,40}\Z")
@@ -199,6 +200,13 @@ class DataRoot:
             return str(partition_file(Path(self.base), day, *parts))
         return f"{self.dataset_path(*parts)}/{day.isoformat()}.parquet"
 
+    def file_of(self, dataset: Dataset, day: dt.date | None = None, **values: str) -> str:
+        """Where `dataset` keeps `day`'s file (its only file when unpartitioned); `values` fill the path's other
+        folders (`ticker='qqq'` for raw/{ticker}/{date}.parquet)."""
+        folder = self.dataset_path(*dataset.folder(**values))
+        name = dataset.file_name(day)
+        return str(Path(folder) / name) if self.is_local else f"{folder}/{name}"
+
     def relative(self, path: str) -> str:
         """`path` relative to the data dir ('raw/spy/2025-01-08.parquet'); refuses a path outside it."""
         if self.is_local:
@@ -225,6 +233,12 @@ class DataRoot:
             info.path for info in self.fs.get_file_info(selector)
             if info.type == pafs.FileType.File and info.base_name.endswith(suffix)
         )
+
+    def list_folders(self, folder: str) -> list[str]:
+        """The folders directly in `folder`, sorted; none when it does not exist (an object store has folders
+        only as key prefixes: those of the objects below)."""
+        selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
+        return sorted(info.path for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)
 
     def write_parquet(self, frame: pl.DataFrame, path: str) -> int:
         """Write `frame` to `path` so that readers see the old object or the new one; returns its size.

@@ -4,7 +4,9 @@ A dataset is a folder of files (raw/spy, raw/options, raw/options/contracts, pro
 dated folders below it (stream/{source}/{date}/) are partitions of it, not datasets of their own. A file's day
 is the date in its name (`{date}.parquet`, or an enclosing `{date}/` folder; the latest when several); its
 month is that day's (YYYY-MM), or "undated". Symlinks are neither followed nor counted. Files at the top of the
-data dir count under the dataset ".".
+data dir count under the dataset ".". Each file is also named by the registered dataset it belongs to
+(`spy_pipeline.domain.datasets`: `spy`, `stream_bars`, ...), null for a file no dataset declares; a Parquet file
+that none declares is counted as unregistered (a stray, or a writer missing from the registry).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.io.storage import partition_day
 
@@ -26,7 +29,7 @@ GROWTH_WINDOW = 20  # trading days
 UNDATED = "undated"
 FILES_SCHEMA = {
     "path": pl.Utf8, "dataset": pl.Utf8, "day": pl.Date, "month": pl.Utf8, "bytes": pl.Int64,
-    "parquet": pl.Boolean, "uncompressed_bytes": pl.Int64,
+    "parquet": pl.Boolean, "uncompressed_bytes": pl.Int64, "registered": pl.Utf8,
 }
 
 
@@ -34,7 +37,7 @@ FILES_SCHEMA = {
 class StorageReport:
     data_dir: Path
     files: pl.DataFrame  # one row per file: FILES_SCHEMA
-    by_dataset: pl.DataFrame  # dataset, files, bytes, partitions, first_day, last_day
+    by_dataset: pl.DataFrame  # dataset, files, bytes, partitions, first_day, last_day, registered
     by_month: pl.DataFrame  # month, files, bytes (months ascending, "undated" last)
     by_dataset_month: pl.DataFrame  # dataset, month, files, bytes
     compression: pl.DataFrame  # dataset, parquet_files, parquet_bytes, uncompressed_bytes, compression_ratio
@@ -58,6 +61,7 @@ def build_storage_report(data_dir: Path | str, growth_window: int = GROWTH_WINDO
         "compression_ratio": _ratio(parquet["uncompressed_bytes"].sum(), parquet["bytes"].sum()),
         "bytes_per_trading_day": float(growth["bytes_per_trading_day"].sum() or 0.0),
         "unreadable_parquet_files": files.filter(pl.col("parquet") & pl.col("uncompressed_bytes").is_null()).height,
+        "unregistered_parquet_files": files.filter(pl.col("parquet") & pl.col("registered").is_null()).height,
     }
     return StorageReport(
         data_dir=root,
@@ -94,9 +98,12 @@ def _walk(root: Path):
             dataset = "/".join(parts[:first_dated]) or "."
             day = max(days) if days else None
             is_parquet = name.endswith(".parquet") and not name.startswith(".")
+            relative = "/".join((*parts, name))
+            registered = datasets.dataset_of(relative)
             yield (
-                "/".join((*parts, name)), dataset, day, day.strftime("%Y-%m") if day else UNDATED,
+                relative, dataset, day, day.strftime("%Y-%m") if day else UNDATED,
                 info.st_size, is_parquet, _uncompressed(path) if is_parquet else None,
+                registered.name if registered else None,
             )
 
 
@@ -126,6 +133,7 @@ def _by_dataset(files: pl.DataFrame) -> pl.DataFrame:
             pl.col("day").drop_nulls().n_unique().cast(pl.Int64).alias("partitions"),
             pl.col("day").min().alias("first_day"),
             pl.col("day").max().alias("last_day"),
+            pl.col("registered").drop_nulls().unique().sort().str.join(", ").alias("registered"),
         )
         .sort("dataset")
     )

@@ -29,6 +29,7 @@ from typing import Any
 
 import polars as pl
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.io.storage import DataRoot
@@ -52,7 +53,7 @@ def default_source(symbol: str) -> str | None:
 
 
 def batch_folder(root: DataRoot, source: str, day: dt.date) -> str:
-    return root.dataset_path(STREAM_DATASET, source, day.isoformat())
+    return root.dataset_path(*datasets.get("stream_bars").folder(source=source), day.isoformat())
 
 
 def parse_batch_name(name: str) -> tuple[int, int, int] | None:

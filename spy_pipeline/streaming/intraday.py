@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import DayInputs
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
@@ -28,7 +29,7 @@ from spy_pipeline.io.ingest import select_contracts
 from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import EmptyDataError
-from spy_pipeline.streaming.batches import SOURCES, STREAM_DATASET, batch_files
+from spy_pipeline.streaming.batches import SOURCES, batch_files
 from spy_pipeline.streaming.compact import compact_day, compare_with_rest, rest_day
 from spy_pipeline.streaming.news_poll import landed_news
 
@@ -36,11 +37,11 @@ SOURCE_TICKERS = {"spy": ("SPY",), "vix": ("I:VIX",)}
 
 
 def contracts_path(root: DataRoot, day: dt.date) -> str:
-    return f"{root.dataset_path(STREAM_DATASET, 'contracts')}/{day.isoformat()}.parquet"
+    return root.file_of(datasets.get("stream_contracts"), day)
 
 
 def compacted_path(root: DataRoot, source: str, day: dt.date) -> str:
-    return f"{root.dataset_path(STREAM_DATASET, source)}/{day.isoformat()}.parquet"
+    return root.file_of(datasets.get("stream_compacted"), day, source=source)
 
 
 def previous_close(client: PolygonClient, day: dt.date, ticker: str = "SPY") -> float:

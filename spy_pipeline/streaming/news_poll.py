@@ -13,18 +13,17 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain.schemas import NEWS
 from spy_pipeline.io.news import news_frame, news_window
 from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.streaming.batches import STREAM_DATASET
 
-NEWS_SOURCE = "news"
 OVERLAP = dt.timedelta(minutes=5)  # late-indexed articles: ask again for a few minutes back
 
 
 def news_folder(root: DataRoot, day: dt.date) -> str:
-    return root.dataset_path(STREAM_DATASET, NEWS_SOURCE, day.isoformat())
+    return root.dataset_path(*datasets.get("stream_news").folder(), day.isoformat())
 
 
 def news_files(root: DataRoot, day: dt.date) -> list[str]:

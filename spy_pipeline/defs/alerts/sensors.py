@@ -129,7 +129,7 @@ def scanner_event_alerts(
     done, ui_url = after, _ui_url()
     for record in result.records:
         day, run_id = record.partition_key, record.run_id
-        path = lake.day_file(store.data_root, "movement", cal.parse_date(day)) if day else None
+        path = lake.day_file(store.data_root, "options_movement", cal.parse_date(day)) if day else None
         if path is None or not store.data_root.exists(path):
             done = record.storage_id
             continue

@@ -25,6 +25,7 @@ def storage_report(store: ParquetStoreResource) -> MaterializeResult:
         "datasets": totals["datasets"],
         "bytes_per_trading_day": round(totals["bytes_per_trading_day"], 1),
         "unreadable_parquet_files": totals["unreadable_parquet_files"],
+        "unregistered_parquet_files": totals["unregistered_parquet_files"],
         "by_dataset": markdown_table(
             ["dataset", "files", "size", "bytes", "partitions", "first day", "last day"],
             [[r["dataset"], r["files"], format_bytes(r["bytes"]), r["bytes"], r["partitions"], _day(r["first_day"]),

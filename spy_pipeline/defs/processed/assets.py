@@ -15,7 +15,7 @@ from dagster import (
 from pydantic import Field
 
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
-from spy_pipeline.defs.metadata import markdown_table, table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
@@ -60,7 +60,7 @@ class ConsolidationConfig(Config):
         AssetDep(raw_news, partition_mapping=WITH_PREVIOUS_DAY),
         corporate_actions,
     ],
-    metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "processed/consolidated/{date}.parquet"},
+    metadata=dataset_metadata("consolidated"),
 )
 def consolidated(
     context: AssetExecutionContext, config: ConsolidationConfig, store: ParquetStoreResource,

@@ -6,9 +6,8 @@ from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, sc
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.ml_assets import training_matches_pandas_type
 from spy_pipeline.domain import quality
-from spy_pipeline.domain.schemas import CONSOLIDATED
 
-CONSOLIDATED_FILES = DailyFiles(consolidated, "consolidated", ("processed", "consolidated"), CONSOLIDATED)
+CONSOLIDATED_FILES = DailyFiles(consolidated, "consolidated")
 
 PROCESSED_CHECKS: list[AssetChecksDefinition] = [
     schema_check(CONSOLIDATED_FILES),

@@ -18,13 +18,12 @@ from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableCo
 from pydantic import Field
 
 from spy_pipeline.defs.checks import checked_days
-from spy_pipeline.defs.metadata import markdown_table, timing
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, timing
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain.features import DEFAULT_LAGS, build_features
 from spy_pipeline.domain.indicators import spy_minute_grid
-from spy_pipeline.domain.schemas import CONSOLIDATED, MINUTE_BARS
 from spy_pipeline.domain.targets import forward_targets
 from spy_pipeline.io import lake
 
@@ -39,7 +38,7 @@ class FeaturesConfig(Config):
     lags_minutes: list[int] = Field(default=list(DEFAULT_LAGS), description="Lags of the change features, minutes")
 
 
-@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata={"path": "processed/training/{date}.parquet"})
+@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated], metadata=dataset_metadata("training"))
 def training_dataset(
     context: AssetExecutionContext, config: TrainingConfig, store: ParquetStoreResource
 ) -> MaterializeResult:
@@ -49,7 +48,7 @@ def training_dataset(
     days = partition_days(context)
     files, kept, dropped = [], 0, 0
     for day in days:
-        rows = lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED)
+        rows = lake.read_day(store.data_root, "consolidated", day)
         frame = forward_targets(
             rows,
             day,
@@ -72,9 +71,7 @@ def training_dataset(
     )
 
 
-@asset(
-    **PROCESSED_ASSET_ARGS, deps=[consolidated, raw_spy_bars], metadata={"path": "processed/features/{date}.parquet"}
-)
+@asset(**PROCESSED_ASSET_ARGS, deps=[consolidated, raw_spy_bars], metadata=dataset_metadata("features"))
 def features(context: AssetExecutionContext, config: FeaturesConfig, store: ParquetStoreResource) -> MaterializeResult:
     """SPY % changes over the lags (k minutes back on SPY's regular-session minute grid, built from the day's
     SPY bars), each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
@@ -82,8 +79,8 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, store: Parq
     days = partition_days(context)
     files, rows = [], 0
     for day in days:
-        spy_grid = spy_minute_grid(lake.read_day(store.data_root, "spy", day, MINUTE_BARS), day)
-        consolidated_rows = lake.read_day(store.data_root, "consolidated", day, CONSOLIDATED)
+        spy_grid = spy_minute_grid(lake.read_day(store.data_root, "spy", day), day)
+        consolidated_rows = lake.read_day(store.data_root, "consolidated", day)
         frame = build_features(consolidated_rows, spy_grid, config.lags_minutes)
         files.append({
             **store.write_day(frame, day, "features"),

@@ -7,14 +7,13 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from spy_pipeline.defs.metadata import markdown_table
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.raw.options_assets import raw_options_bars
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.scanner import NEW_YORK, movement_events, movement_summary
-from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.io import lake, storage
 
 
@@ -30,7 +29,7 @@ class SummaryConfig(Config):
     end: str | None = Field(default=None, description="Last day, YYYY-MM-DD (default: the latest scanned)")
 
 
-@asset(**PROCESSED_ASSET_ARGS, deps=[raw_options_bars], metadata={"path": "processed/options_movement/{date}.parquet"})
+@asset(**PROCESSED_ASSET_ARGS, deps=[raw_options_bars], metadata=dataset_metadata("options_movement"))
 def options_movement(
     context: AssetExecutionContext, config: ScannerConfig, store: ParquetStoreResource
 ) -> MaterializeResult:
@@ -39,9 +38,9 @@ def options_movement(
     days = partition_days(context)
     files, events = [], 0
     for day in days:
-        bars = lake.read_day(store.data_root, "options", day, MINUTE_BARS)
+        bars = lake.read_day(store.data_root, "options", day)
         frame = movement_events(bars, config.window_minutes, config.trigger_pct, config.sustain_pct)
-        files.append(store.write_day(frame, day, "movement"))
+        files.append(store.write_day(frame, day, "options_movement"))
         events += frame.height
     return MaterializeResult(
         metadata={
@@ -63,8 +62,8 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
     minutes and share above the trigger, durations, events by trigger hour (ET); also as CSV, with the events
     themselves (one row per event) in a second CSV beside it."""
     root = store.data_root
-    folder = root.uri(root.dataset_path(*lake.FOLDERS["movement"]))
-    scanned = store.partition_days(*lake.FOLDERS["movement"])
+    folder = root.uri(root.dataset_path(*lake.FOLDERS["options_movement"]))
+    scanned = store.partition_days(*lake.FOLDERS["options_movement"])
     start = cal.parse_date(config.start) if config.start else (scanned[0] if scanned else None)
     end = cal.parse_date(config.end) if config.end else (scanned[-1] if scanned else None)
     days = [d for d in scanned if start and end and start <= d <= end]
@@ -72,8 +71,8 @@ def options_movement_summary(config: SummaryConfig, store: ParquetStoreResource)
         raise storage.StorageError(
             f"no scanned days in {folder} between {start} and {end}: materialize options_movement first"
         )
-    bars = pl.concat([lake.read_day(root, "options", d, MINUTE_BARS) for d in days])
-    events = pl.concat([store.read_frame(root.partition_path(d, *lake.FOLDERS["movement"])) for d in days])
+    bars = pl.concat([lake.read_day(root, "options", d) for d in days])
+    events = pl.concat([lake.read_day(root, "options_movement", d) for d in days])
     summary = movement_summary(bars, events, config.trigger_pct)
     figures = {k: v for k, v in summary.items() if not isinstance(v, pl.DataFrame)}
     by_hour = summary["events_by_trigger_hour"]

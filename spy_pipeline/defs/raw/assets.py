@@ -16,7 +16,7 @@ from pydantic import Field
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.domain import trading_calendar as cal
@@ -117,11 +117,7 @@ def _minute_bars_result(
     })
 
 
-def _bars_metadata(path: str) -> dict:
-    return {"dagster/column_schema": table_schema(MINUTE_BARS), "path": path}
-
-
-@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"))
+@asset(**RAW_ASSET_ARGS, metadata=dataset_metadata("spy"))
 @no_retry_on_permanent_errors
 def raw_spy_bars(
     context: AssetExecutionContext,
@@ -141,7 +137,7 @@ def raw_spy_bars(
     return _minute_bars_result(context, polygon, store, tickers)
 
 
-@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"))
+@asset(**RAW_ASSET_ARGS, metadata=dataset_metadata("vix"))
 @no_retry_on_permanent_errors
 def raw_vix_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource

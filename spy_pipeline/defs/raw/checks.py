@@ -13,7 +13,6 @@ from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import raw_news
 from spy_pipeline.domain import quality
-from spy_pipeline.domain.schemas import MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
 from spy_pipeline.io.news import news_window
 
 
@@ -29,11 +28,11 @@ def _bar_checks(files: DailyFiles, minimum: float) -> list[AssetChecksDefinition
     ]
 
 
-SPY = DailyFiles(raw_spy_bars, "spy", ("raw", "spy"), MINUTE_BARS)
-VIX = DailyFiles(raw_vix_bars, "vix", ("raw", "vix"), MINUTE_BARS)
-CONTRACTS = DailyFiles(options_contracts, "contracts", ("raw", "options", "contracts"), OPTIONS_CONTRACTS)
-OPTION_BARS = DailyFiles(raw_options_bars, "options", ("raw", "options"), MINUTE_BARS)
-NEWS_FILES = DailyFiles(raw_news, "news", ("raw", "news"), NEWS)
+SPY = DailyFiles(raw_spy_bars, "spy")
+VIX = DailyFiles(raw_vix_bars, "vix")
+CONTRACTS = DailyFiles(options_contracts, "contracts")
+OPTION_BARS = DailyFiles(raw_options_bars, "options")
+NEWS_FILES = DailyFiles(raw_news, "news")
 
 RAW_CHECKS: list[AssetChecksDefinition] = [
     *_bar_checks(SPY, minimum=0.95),

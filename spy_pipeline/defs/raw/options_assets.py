@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import request_metadata, table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import (
     RAW_ASSET_ARGS,
     partition_days,
@@ -59,8 +59,7 @@ class ContractSelectionConfig(Config):
 
 
 @asset(
-    **RAW_ASSET_ARGS, deps=[raw_spy_bars],
-    metadata={"dagster/column_schema": table_schema(OPTIONS_CONTRACTS), "path": "raw/options/contracts/{date}.parquet"},
+    **RAW_ASSET_ARGS, deps=[raw_spy_bars], metadata=dataset_metadata("contracts"),
 )
 @no_retry_on_permanent_errors
 def options_contracts(
@@ -97,8 +96,7 @@ def options_contracts(
     })
 
 
-@asset(**RAW_ASSET_ARGS, deps=[options_contracts],
-       metadata={"dagster/column_schema": table_schema(MINUTE_BARS), "path": "raw/options/{date}.parquet"})
+@asset(**RAW_ASSET_ARGS, deps=[options_contracts], metadata=dataset_metadata("options"))
 @no_retry_on_permanent_errors
 def raw_options_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource

@@ -8,16 +8,17 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from spy_pipeline.defs.automation.conditions import REFERENCE_CONDITION
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, request_metadata, table_schema, timing
 from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain.schemas import DIVIDENDS, NEWS, SPLITS
 from spy_pipeline.io.corporate_actions import dividends_frame, splits_frame
 from spy_pipeline.io.ingest import PartitionWritten
 from spy_pipeline.io.news import news_frame, news_window
 
 
-@asset(**RAW_ASSET_ARGS, metadata={"dagster/column_schema": table_schema(NEWS), "path": "raw/news/{date}.parquet"})
+@asset(**RAW_ASSET_ARGS, metadata=dataset_metadata("news"))
 @no_retry_on_permanent_errors
 def raw_news(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
@@ -39,7 +40,7 @@ def raw_news(
     for day in days:
         window_start, window_end = news_window(day)
         frame = news.filter(pl.col("published_utc").is_between(window_start, window_end, closed="left"))
-        path = store.partition_path(day, "raw", "news")
+        path = store.data_root.file_of(datasets.get("news"), day)
         written.append(PartitionWritten(
             dataset="raw/news", day=day, path=path, rows=frame.height, bytes=store.write(frame, path),
             first_bar=frame["published_utc"].min(), last_bar=frame["published_utc"].max(),
@@ -58,7 +59,7 @@ def raw_news(
 
 @asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"}, retry_policy=POLYGON_RETRY_POLICY,
        automation_condition=REFERENCE_CONDITION,
-       metadata={"path": "raw/corporate_actions/{dividends,splits}.parquet"})
+       metadata=dataset_metadata("dividends", "splits"))
 @no_retry_on_permanent_errors
 def corporate_actions(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
@@ -69,8 +70,7 @@ def corporate_actions(
     before = polygon.client.stats.snapshot()
     dividends = dividends_frame([d for t in tickers for d in polygon.client.dividends(t)])
     splits = splits_frame([s for t in tickers for s in polygon.client.splits(t)])
-    folder = store.dataset_path("raw", "corporate_actions")
-    sizes = {name: store.write(frame, f"{folder}/{name}.parquet")
+    sizes = {name: store.write(frame, store.data_root.file_of(datasets.get(name)))
              for name, frame in (("dividends", dividends), ("splits", splits))}
     latest = dividends.sort("ex_dividend_date").tail(8)
     return MaterializeResult(metadata={

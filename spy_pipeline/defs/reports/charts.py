@@ -50,7 +50,7 @@ def daily_charts(context: AssetExecutionContext, store: ParquetStoreResource) ->
     files = []
     for day in days:
         frame = lake.read_day(root, "consolidated", day, CONSOLIDATED)
-        events = store.read_frame(store.partition_path(day, *lake.FOLDERS["movement"]))
+        events = lake.read_day(root, "options_movement", day)
         for name, figure in charts.daily_figures(frame, events, day).items():
             title = charts.DAILY_CHARTS[name][0]
             path = chart_path(store, day, name)

@@ -49,7 +49,7 @@ def range_charts(
         days = store.partition_days(*lake.FOLDERS[dataset])
         return [d for d in days if (start is None or d >= start) and (end is None or d <= end)]
 
-    days, scanned = materialized("consolidated"), materialized("movement")
+    days, scanned = materialized("consolidated"), materialized("options_movement")
     if not days:
         folder = root.uri(root.dataset_path(*lake.FOLDERS["consolidated"]))
         raise storage.StorageError(
@@ -65,7 +65,7 @@ def range_charts(
         )
         for day in days
     ])
-    frames = [store.read_frame(root.partition_path(d, *lake.FOLDERS["movement"])) for d in scanned]
+    frames = [lake.read_day(root, "options_movement", d) for d in scanned]
     events = pl.concat(frames) if frames else NO_EVENTS
     metadata: dict = {
         "first_day": str(days[0]),

@@ -23,13 +23,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from spy_pipeline.defs.metadata import table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, timing
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import consolidate_day
 from spy_pipeline.domain.rates import MAX_RISK_FREE_RATE, MIN_RISK_FREE_RATE
-from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.settings import load_settings
 from spy_pipeline.streaming.intraday import intraday_inputs, landed_sources
 
@@ -54,7 +53,7 @@ class IntradayConfig(Config):
     partitions_def=intraday_partitions,
     group_name="streaming",
     kinds={"polars", "parquet"},
-    metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "intraday/consolidated/{date}.parquet"},
+    metadata=dataset_metadata("intraday_consolidated"),
 )
 def intraday_consolidated(
     context: AssetExecutionContext, config: IntradayConfig, store: ParquetStoreResource
@@ -67,7 +66,7 @@ def intraday_consolidated(
     rate = config.risk_free_rate if config.risk_free_rate is not None else load_settings().risk_free_rate
     inputs = intraday_inputs(root, day, rate)
     frame = consolidate_day(inputs)
-    written = store.write_day(frame, day, "intraday")
+    written = store.write_day(frame, day, "intraday_consolidated")
     last = frame["timestamp"].max() if frame.height else None
     context.log.info(f"{day}: {frame.height:,} rows up to {last}")
     return MaterializeResult(metadata={
