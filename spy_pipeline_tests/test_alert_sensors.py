@@ -138,7 +138,7 @@ def test_scanner_events_are_alerted_with_iv_and_delta_at_the_trigger(
         "duration_minutes": [5], "reference_price": [2.0], "trigger_price": [2.5], "peak_price": [2.8],
         "peak_gain_pct": [40.0], "minutes_above_trigger": [3], "trigger_hour_et": [10],
     })
-    storage.write_parquet_atomic(events, lake.day_file(data_dir, "movement", DAY))
+    storage.write_parquet_atomic(events, lake.day_file(data_dir, "options_movement", DAY))
     storage.write_parquet_atomic(
         _consolidated_minute("O:SPY250110C00590000", start, iv=0.1875, delta=0.3125),
         lake.day_file(data_dir, "consolidated", DAY),

@@ -48,7 +48,7 @@ def lake_dir(data_dir: Path) -> Path:
     for day in (DAY1, DAY2):
         bars = _bars(day)
         storage.write_parquet_atomic(bars, lake.day_file(data_dir, "options", day))
-        storage.write_parquet_atomic(movement_events(bars), lake.day_file(data_dir, "movement", day))
+        storage.write_parquet_atomic(movement_events(bars), lake.day_file(data_dir, "options_movement", day))
     return data_dir
 
 
