@@ -265,3 +265,28 @@ def test_the_sandbox_publishes_a_day_at_eleven_the_next_trading_day(s3: SandboxS
     assert info is not None and info.size == len(sandbox_files.day_file(STOCKS_DATASET, friday))
     assert client.head(object_key(STOCKS_DATASET, dt.date(2025, 1, 11))) is None  # a Saturday
     assert market.minute_bars("SPY", friday).height > 0
+
+
+def test_a_chain_day_from_flat_files_goes_through_consolidated_and_training(flat_env: SandboxServer,
+                                                                           data_dir: Path) -> None:
+    from spy_pipeline.defs.processed.assets import consolidated
+    from spy_pipeline.defs.processed.ml_assets import training_dataset
+    from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
+
+    with DagsterInstance.ephemeral() as instance:
+        materialize([corporate_actions], resources={"polygon": PolygonResource(), "store": ParquetStoreResource()},
+                    instance=instance)
+        result = _run(instance, [*RAW, raw_news, consolidated, training_dataset], run_config=CHAIN)
+    assert result.success
+    contracts = pl.read_parquet(data_dir / "raw" / "options" / "contracts" / f"{DAY}.parquet")
+    bars = pl.read_parquet(data_dir / "raw" / "options" / f"{DAY}.parquet")
+    bounds = cal.session_bounds(DAY)
+    regular = bars.filter(pl.col("timestamp").is_between(bounds.open, bounds.close, closed="left"))
+    frame = pl.read_parquet(data_dir / "processed" / "consolidated" / f"{DAY}.parquet")
+    # every regular-session bar of every chain contract, and nothing else: one row per contract and minute
+    assert set(frame["ticker"]) == set(regular["ticker"]) <= set(contracts["ticker"])
+    assert frame.height == regular.height and frame.select("ticker", "timestamp").is_unique().all()
+    assert frame["option_vwap"].null_count() == frame.height  # flat files carry no vwap: null, never a guess
+    assert frame.filter(pl.col("iv_reason") == 0).height > frame.height // 2  # greeks on most rows
+    training = pl.read_parquet(data_dir / "processed" / "training" / f"{DAY}.parquet")
+    assert training.height > 0 and set(training["ticker"]) <= set(frame["ticker"])
