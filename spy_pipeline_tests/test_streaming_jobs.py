@@ -33,33 +33,35 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def session_run_config(**overrides: object) -> dict:
-    config = {"date": DAY.isoformat(), "speed": 600, "start_at": "15:30", "flush_seconds": 0.3,
+    config = {"date": DAY.isoformat(), "speed": 600, "start_at": "15:00", "flush_seconds": 0.3,
               "heartbeat_seconds": 0.3, **overrides}
     return {"ops": {"stream_market_session": {"config": config}}}
 
 
 @pytest.fixture(scope="module")
 def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, DagsterInstance, dict]]:
-    """A replayed session of DAY from 15:30 at 600x (~4 s) whose connections drop every 6 data frames, then
-    intraday_refresh and the daily REST backfill of DAY (raw assets and consolidated) in the same data dir."""
+    """A replayed session of DAY from 15:00 at 600x (~6 s: room for the reconnects on a loaded machine) whose
+    connections drop every 6 data frames, then intraday_refresh and the daily REST backfill of DAY (raw assets and
+    consolidated) in the same data dir."""
     from spy_pipeline.definitions import RAW_DAILY_ASSETS, defs
     from spy_pipeline.defs.processed.assets import consolidated
 
     with sandbox_lake(tmp_path_factory, DAY) as (data_dir, instance), pytest.MonkeyPatch.context() as patch:
-        if True:
-            patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
-            patch.setenv("SPY_PIPELINE_RISK_FREE_RATE", str(RISK_FREE_RATE))
-            stream = defs.resolve_job_def("stream_session").execute_in_process(  # connections dropped on purpose
-                run_config=session_run_config(drop_every=6), instance=instance)
-            outputs = {e.step_key: {k: v.value for k, v in (e.event_specific_data.metadata or {}).items()}
-                       for e in stream.all_events if e.event_type_value == "STEP_OUTPUT"}
-            intraday = defs.resolve_job_def("intraday_refresh").execute_in_process(
-                partition_key=DAY.isoformat(), instance=instance)
-            assert intraday.success
-            daily = materialize([*RAW_DAILY_ASSETS, consolidated], resources=defs.resources, instance=instance,
-                                partition_key=DAY.isoformat())
-            assert daily.success
-            yield data_dir, instance, outputs
+        patch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
+        # the stream and its compaction are compared with REST's day (flat files carry no vwap)
+        patch.setenv("SPY_PIPELINE_SOURCE", "rest")
+        patch.setenv("SPY_PIPELINE_RISK_FREE_RATE", str(RISK_FREE_RATE))
+        stream = defs.resolve_job_def("stream_session").execute_in_process(  # connections dropped on purpose
+            run_config=session_run_config(drop_every=6), instance=instance)
+        outputs = {e.step_key: {k: v.value for k, v in (e.event_specific_data.metadata or {}).items()}
+                   for e in stream.all_events if e.event_type_value == "STEP_OUTPUT"}
+        intraday = defs.resolve_job_def("intraday_refresh").execute_in_process(
+            partition_key=DAY.isoformat(), instance=instance)
+        assert intraday.success
+        daily = materialize([*RAW_DAILY_ASSETS, consolidated], resources=defs.resources, instance=instance,
+                            partition_key=DAY.isoformat())
+        assert daily.success
+        yield data_dir, instance, outputs
 
 
 @pytest.mark.integration
