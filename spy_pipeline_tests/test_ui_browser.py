@@ -39,7 +39,7 @@ END, DAYS = "2025-01-08", 2  # raw_spy_bars: 07, 08 (2025-01-06, the warm-up, is
 MISSING_DAY = "2025-01-03"  # a trading day the run did not fetch: materialized from the UI in test (c)
 SCREENSHOTS = REPO_ROOT / "test-output" / "ui"
 TIMEOUT_MS = 45_000  # per wait in the browser: two noisy cores
-RUN_TIMEOUT_S = 420.0  # queue + run worker + one subprocess per step (the asset and its six checks): ~40 s quiet, minutes loaded
+RUN_TIMEOUT_S = 420.0  # queue, run worker, a process per step (asset + six checks): ~40 s quiet, minutes loaded
 
 
 @dataclass
