@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import polars as pl
+import pyarrow.parquet as pq
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from spy_pipeline.domain.schemas import DatasetSchema
+from spy_pipeline.io.storage import DataRoot
 
 
 def table_schema(schema: DatasetSchema) -> TableSchema:
@@ -17,6 +20,17 @@ def table_schema(schema: DatasetSchema) -> TableSchema:
             for name, dtype in schema.columns.items()
         ]
     )
+
+
+def written_table_schema(root: DataRoot, path: str, declared: DatasetSchema | None = None) -> TableSchema:
+    """The columns of the Parquet file at `path` as written (read from its footer), described from `declared`:
+    runtime `dagster/column_schema` that the column-schema-change checks can compare between materializations."""
+    arrow = pq.read_schema(path, filesystem=root.fs)
+    descriptions = declared.descriptions if declared else {}
+    return TableSchema(columns=[
+        TableColumn(name=name, type=str(dtype), description=descriptions.get(name))
+        for name, dtype in pl.from_arrow(arrow.empty_table()).schema.items()
+    ])
 
 
 def request_metadata(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class DayInputs:
     news: pl.DataFrame  # NEWS of the day and the previous trading day (for the 24 h look-back)
     risk_free_rate: float
     dividend_yield: float
+    unavailable: frozenset[str] = frozenset()  # optional sources without data that day (vix, news): null columns
 
 
 def expiry_close(expiration: dt.date) -> dt.datetime:
@@ -75,7 +76,14 @@ def spy_minutes(inputs: DayInputs) -> pl.DataFrame:
     )
     vix = inputs.vix.select("timestamp", vix="close").sort("timestamp")
     grid = grid.sort("timestamp").join_asof(vix, on="timestamp", strategy="backward")
-    return _with_news(grid, inputs.news)
+    grid = _with_news(grid, inputs.news)
+    if "news" in inputs.unavailable:  # no news is not "no articles": unknown, not 0
+        grid = grid.with_columns(
+            news_sentiment=pl.lit(None, pl.Float64), news_articles_last_hour=pl.lit(None, pl.Int32)
+        )
+    if "vix" in inputs.unavailable:
+        grid = grid.with_columns(vix=pl.lit(None, pl.Float64))
+    return grid
 
 
 def _with_news(grid: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:

@@ -5,7 +5,9 @@ The data dir is a local Path or a `storage.DataRoot` (any filesystem); a Path is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Collection
 from pathlib import Path
 
 import polars as pl
@@ -65,17 +67,31 @@ def dividend_yield(data_dir: Path | DataRoot, ticker: str, day: dt.date, price: 
     return trailing_dividend_yield(root.read_partition(path, DIVIDENDS), ticker, day, price)
 
 
-def consolidation_inputs(data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float) -> DayInputs:
-    """Everything consolidate_day needs for `day`, read from the raw layer."""
+def consolidation_inputs(
+    data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float, optional_sources: Collection[str] = ()
+) -> DayInputs:
+    """Everything consolidate_day needs for `day`, read from the raw layer. An optional source (vix, news)
+    without a file that day is read as empty and named in `DayInputs.unavailable`."""
     root = storage.as_data_root(data_dir)
-    return day_inputs(
+    unavailable = frozenset(
+        source for source in ("vix", "news")
+        if source in optional_sources and not root.exists(root.partition_path(day, *FOLDERS[source]))
+    )
+
+    def read(source: str, schema: DatasetSchema) -> pl.DataFrame:
+        if source in unavailable:
+            return pl.DataFrame(schema=schema.polars_schema)
+        return read_day(root, source, day, schema)
+
+    inputs = day_inputs(
         root, day, risk_free_rate,
         spy=read_day(root, "spy", day, MINUTE_BARS),
-        vix=read_day(root, "vix", day, MINUTE_BARS),
+        vix=read("vix", MINUTE_BARS),
         option_bars=read_day(root, "options", day, MINUTE_BARS),
         contracts=read_day(root, "contracts", day, OPTIONS_CONTRACTS),
-        news=read_day(root, "news", day, NEWS),
+        news=read("news", NEWS),
     )
+    return dataclasses.replace(inputs, unavailable=unavailable)
 
 
 def day_inputs(

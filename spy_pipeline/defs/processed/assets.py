@@ -3,6 +3,9 @@
 import time
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
@@ -15,9 +18,10 @@ from dagster import (
 from pydantic import Field
 
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
-from spy_pipeline.defs.metadata import markdown_table, table_schema, timing
+from spy_pipeline.defs.metadata import markdown_table, table_schema, timing, written_table_schema
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
+from spy_pipeline.defs.raw.optional_source import unavailable_reason
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.resources import ParquetStoreResource
@@ -59,6 +63,11 @@ class ConsolidationConfig(Config):
         corporate_actions,
     ],
     metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "processed/consolidated/{date}.parquet"},
+    check_specs=[AssetCheckSpec(
+        "consolidated_optional_sources", asset="consolidated",
+        description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
+                    "the days whose VIX or news columns are null, why, and the rows affected.",
+    )],
 )
 def consolidated(
     context: AssetExecutionContext, config: ConsolidationConfig, store: ParquetStoreResource
@@ -69,14 +78,20 @@ def consolidated(
     started = time.monotonic()
     days = partition_days(context)
     rows, files, missing_warmup, reasons = 0, [], [], {}
-    rate = config.risk_free_rate if config.risk_free_rate is not None else load_settings().risk_free_rate
+    settings = load_settings()
+    rate = config.risk_free_rate if config.risk_free_rate is not None else settings.risk_free_rate
+    missing_sources: list[list] = []
     for day in days:
-        inputs = lake.consolidation_inputs(store.data_root, day, rate)
+        inputs = lake.consolidation_inputs(store.data_root, day, rate, settings.optional_sources)
         if inputs.spy_previous is None:
             missing_warmup.append(str(day))
             context.log.warning(f"{day}: no SPY bars for the previous trading day; indicators start cold")
         frame = consolidate_day(inputs)
         rows += frame.height
+        for source in sorted(inputs.unavailable):
+            reason = unavailable_reason(context.instance, source, day) or f"no raw {source} file for {day}"
+            missing_sources.append([str(day), source, frame.height, reason])
+            context.log.warning(f"{day}: optional source {source} unavailable, its columns are null: {reason}")
         for code, count in frame["iv_reason"].value_counts().iter_rows():
             reasons[code] = reasons.get(code, 0) + count
         files.append({
@@ -94,9 +109,20 @@ def consolidated(
             [[code, REASONS.get(code, "?"), count] for code, count in sorted(reasons.items())],
         ),
         "indicator_warmup_missing": ", ".join(missing_warmup) or "none",
-        "dagster/column_schema": table_schema(CONSOLIDATED),
+        "optional_sources_missing": markdown_table(
+            ["day", "source", "rows with null columns", "why"], missing_sources or [["-", "none", 0, "-"]]),
         **timing(started, rows),
     }
+    if files:
+        metadata["dagster/column_schema"] = written_table_schema(
+            store.data_root, store.partition_path(days[-1], *lake.FOLDERS["consolidated"]), CONSOLIDATED)
     if len(days) == 1:
         metadata["dagster/row_count"] = rows
-    return MaterializeResult(metadata=metadata)
+    check = AssetCheckResult(
+        check_name="consolidated_optional_sources", passed=not missing_sources, severity=AssetCheckSeverity.WARN,
+        description="; ".join(f"{day} {source}: {why}" for day, source, _, why in missing_sources) or None,
+        metadata={"days_affected": len({row[0] for row in missing_sources}),
+                  "rows_without_vix": sum(row[2] for row in missing_sources if row[1] == "vix"),
+                  "rows_without_news": sum(row[2] for row in missing_sources if row[1] == "news")},
+    )
+    return MaterializeResult(metadata=metadata, check_results=[check])

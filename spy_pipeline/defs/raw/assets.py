@@ -16,9 +16,11 @@ from pydantic import Field
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing
+from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_schema, timing, written_table_schema
 from spy_pipeline.defs.partitions import trading_day_partitions
+from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_outcome, source_schema_spec
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.io import ingest
@@ -48,7 +50,8 @@ def partition_days(context: AssetExecutionContext) -> list:
 
 
 def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWritten], days: list) -> dict:
-    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span."""
+    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span (an optional
+    source that was unavailable writes no file)."""
     rows = sum(w.rows for w in written)
     metadata = {
         "partitions": len(days),
@@ -68,36 +71,53 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
     if bars:
         metadata["first_bar"] = MetadataValue.timestamp(min(w.first_bar for w in bars))
         metadata["last_bar"] = MetadataValue.timestamp(max(w.last_bar for w in bars))
-    if len(days) == 1:
+    if len(days) == 1 and written:
         metadata["dagster/row_count"] = rows
         metadata["path"] = MetadataValue.path(store.uri(written[0].path))
     return metadata
 
 
 def _minute_bars_result(
-    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str]
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str],
+    prefix: str, source: str | None = None,
 ) -> MaterializeResult:
+    """Fetch and write the bars of `tickers`; `source` names an optional source (vix) the day can do without."""
     started = time.monotonic()
     days = partition_days(context)
     before = polygon.client.stats.snapshot()
     root = store.data_root
-    written = [w for ticker in tickers for w in ingest.ingest_minute_bars(polygon.client, root, ticker, days)]
+    optional = source is not None and source in settings_with_logging().optional_sources
+    written, unavailable = [], {}
+    with observed_source_schema(polygon.client) as seen:
+        for ticker in tickers:
+            if optional:
+                fetched, missing = optional_source.ingest_bars(polygon.client, root, ticker, days)
+                written += fetched
+                unavailable.update(missing)
+            else:
+                written += ingest.ingest_minute_bars(polygon.client, root, ticker, days)
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
-    return MaterializeResult(metadata={
+    schema_metadata, schema_check = source_schema_outcome(prefix, context.asset_key.to_user_string(), seen)
+    metadata = {
         **written_metadata(store, written, days),
-        "dagster/column_schema": table_schema(MINUTE_BARS),
+        **schema_metadata,
+        **optional_source.unavailable_metadata(source, unavailable, context),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
         **timing(started, sum(w.rows for w in written)),
-    })
+    }
+    if written:
+        metadata["dagster/column_schema"] = written_table_schema(root, written[-1].path, MINUTE_BARS)
+    return MaterializeResult(metadata=metadata, check_results=[schema_check])
 
 
 def _bars_metadata(path: str) -> dict:
     return {"dagster/column_schema": table_schema(MINUTE_BARS), "path": path}
 
 
-@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"))
+@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"),
+       check_specs=[source_schema_spec("raw_spy_bars", "spy", "stock aggregates")])
 @no_retry_on_permanent_errors
 def raw_spy_bars(
     context: AssetExecutionContext,
@@ -114,14 +134,18 @@ def raw_spy_bars(
     bad = [t for t in tickers if not TICKER_PATTERN.match(t)]
     if bad:
         raise ValueError(f"not uppercase tickers such as SPY: {bad}")
-    return _minute_bars_result(context, polygon, store, tickers)
+    return _minute_bars_result(context, polygon, store, tickers, "spy")
 
 
-@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"))
+@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"),
+       check_specs=[source_schema_spec("raw_vix_bars", "vix", "index aggregates")])
 @no_retry_on_permanent_errors
 def raw_vix_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
 ) -> MaterializeResult:
     """I:VIX index minute values, 09:30 to 16:15 ET: open/high/low/close only (volume, vwap and
-    transactions are null: an index does not trade). One request per 40 days."""
-    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER])
+    transactions are null: an index does not trade). One request per 40 days.
+
+    Optional with SPY_PIPELINE_OPTIONAL_SOURCES=vix: a day the plan does not include (HTTP 403) or without
+    values gets no file, its reason in `source_unavailable`, and consolidated's VIX column stays null."""
+    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER], "vix", source="vix")

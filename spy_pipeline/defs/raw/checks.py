@@ -29,10 +29,10 @@ def _bar_checks(files: DailyFiles, minimum: float) -> list[AssetChecksDefinition
 
 
 SPY = DailyFiles(raw_spy_bars, "spy", ("raw", "spy"), MINUTE_BARS)
-VIX = DailyFiles(raw_vix_bars, "vix", ("raw", "vix"), MINUTE_BARS)
+VIX = DailyFiles(raw_vix_bars, "vix", ("raw", "vix"), MINUTE_BARS, optional_source="vix")
 CONTRACTS = DailyFiles(options_contracts, "contracts", ("raw", "options", "contracts"), OPTIONS_CONTRACTS)
 OPTION_BARS = DailyFiles(raw_options_bars, "options", ("raw", "options"), MINUTE_BARS)
-NEWS_FILES = DailyFiles(raw_news, "news", ("raw", "news"), NEWS)
+NEWS_FILES = DailyFiles(raw_news, "news", ("raw", "news"), NEWS, optional_source="news")
 
 RAW_CHECKS: list[AssetChecksDefinition] = [
     *_bar_checks(SPY, minimum=0.95),
