@@ -41,7 +41,9 @@ def observed_source_schema(client: PolygonClient) -> Iterator[Capture]:
             blocking = [line for drift in seen.drifts() for line in drift.blocking]
             if not blocking:
                 raise
-            raise Failure(description="source schema drift: " + "; ".join(blocking), allow_retries=False) from exc
+            # from None: the parsing error it caused (a KeyError, a None.replace) would only hide the reason
+            raise Failure(description="source schema drift: " + "; ".join(blocking), allow_retries=False,
+                          metadata={"error": f"{type(exc).__name__}: {exc}"}) from None
 
 
 def source_schema_outcome(prefix: str, asset: str, capture: Capture) -> tuple[dict[str, Any], AssetCheckResult]:

@@ -46,7 +46,7 @@ def raw_news(
             if "news" not in settings.optional_sources:
                 raise
             articles, unavailable = [], dict.fromkeys(days, str(exc))
-    news = news_frame(articles, tickers)
+        news = news_frame(articles, tickers)  # inside: a field it cannot parse is named as drift
     written = []
     for day in days if not unavailable else []:
         window_start, window_end = news_window(day)
