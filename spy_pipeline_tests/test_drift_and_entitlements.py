@@ -17,6 +17,7 @@ from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult,
 from spy_pipeline.app.runner import step_failure_lines
 from spy_pipeline.definitions import defs
 from spy_pipeline.defs.processed.assets import consolidated
+from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
@@ -33,7 +34,10 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def _run(assets: list, instance: DagsterInstance, **kwargs) -> ExecuteInProcessResult:
-    return materialize(assets, resources=defs.resources, instance=instance, raise_on_error=False,
+    """Materialize `assets` with their checks (the source-schema checks among them)."""
+    checks = [check for check in [*RAW_CHECKS, *PROCESSED_CHECKS]
+              if {key.asset_key for key in check.check_keys} <= {asset.key for asset in assets}]
+    return materialize([*assets, *checks], resources=defs.resources, instance=instance, raise_on_error=False,
                        run_config=QUIET, **kwargs)
 
 
@@ -154,7 +158,7 @@ def without_vix_and_news(tmp_path_factory: pytest.TempPathFactory):
             patch.setenv(name, value)
         assert _run([corporate_actions], instance).success
         daily = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news, consolidated]
-        yield data_dir, _run([*daily, *RAW_CHECKS], instance, partition_key=DAY)
+        yield data_dir, _run(daily, instance, partition_key=DAY)
 
 
 @pytest.mark.integration

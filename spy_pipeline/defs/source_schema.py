@@ -1,33 +1,35 @@
 """The source-schema check of every asset that reads Polygon: what Polygon sent against its baseline.
 
-An asset declares `source_schema_spec(...)` in its check_specs and returns `source_schema_outcome(...)`'s
-metadata and check result: the observed schema per endpoint in metadata (`source_schema`), and a blocking
-check that fails with ERROR (nothing downstream runs) when a field the pipeline reads is missing, renamed or
-of another JSON type, and with WARN when Polygon sends fields the baseline does not know.
+The asset captures what Polygon sent (`observed_source_schema`) and records it with the drift found in its
+materialization's metadata (`source_schema_metadata`); `source_schema_check` reads that back: a blocking check
+that fails with ERROR (nothing downstream runs) when a field the pipeline reads is missing, renamed or of
+another JSON type, and with WARN when Polygon sends fields the baseline does not know. A separate check (not a
+check spec of the asset) so that it can also run alone, like the platform's other checks.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Failure, MetadataValue
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    AssetsDefinition,
+    DagsterInstance,
+    Failure,
+    MetadataValue,
+    asset_check,
+)
 
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.source_schema import Capture
 
-
-def source_schema_check_name(prefix: str) -> str:
-    return f"{prefix}_source_schema"
-
-
-def source_schema_spec(asset: str, prefix: str, endpoints: str) -> AssetCheckSpec:
-    return AssetCheckSpec(
-        name=source_schema_check_name(prefix), asset=asset, blocking=True,
-        description=f"The JSON fields Polygon sent ({endpoints}) match the baseline: a field the pipeline reads "
-                    "missing, renamed or of another type fails (downstream stops); a new field warns.",
-    )
+BLOCKING_KEY, WARNINGS_KEY = "source_schema_blocking", "source_schema_warnings"
 
 
 @contextmanager
@@ -46,28 +48,62 @@ def observed_source_schema(client: PolygonClient) -> Iterator[Capture]:
                           metadata={"error": f"{type(exc).__name__}: {exc}"}) from None
 
 
-def source_schema_outcome(prefix: str, asset: str, capture: Capture) -> tuple[dict[str, Any], AssetCheckResult]:
-    """(metadata, check result) of one materialization's capture."""
+def source_schema_metadata(capture: Capture) -> dict[str, Any]:
+    """The observed schema per endpoint and the drift from the baselines, for the materialization."""
     drifts = capture.drifts()
     blocking = [line for d in drifts for line in d.blocking]
     warnings = [line for d in drifts for line in d.warnings]
-    lines = blocking + warnings
-    metadata: dict[str, Any] = {
+    return {
         "source_schema": MetadataValue.json(capture.to_json()),
-        "source_schema_drift": "\n".join(lines) or "none",
+        "source_schema_drift": "\n".join(blocking + warnings) or "none",
+        BLOCKING_KEY: MetadataValue.json(blocking),
+        WARNINGS_KEY: MetadataValue.json(warnings),
     }
-    result = AssetCheckResult(
-        asset_key=asset,
-        check_name=source_schema_check_name(prefix),
-        passed=not lines,
-        severity=AssetCheckSeverity.WARN if lines and not blocking else AssetCheckSeverity.ERROR,
-        description="; ".join(lines[:3]) + (f" (+{len(lines) - 3} more)" if len(lines) > 3 else "") or None,
-        metadata={
-            "endpoints": ", ".join(sorted(capture.endpoints)) or "none (no request)",
-            "items_observed": sum(o.items for o in capture.endpoints.values()),
-            "blocking": MetadataValue.md("\n".join(f"- {line}" for line in blocking) or "none"),
-            "new_fields": ", ".join(f for d in drifts for f in d.new_fields) or "none",
-            "warnings": MetadataValue.md("\n".join(f"- {line}" for line in warnings) or "none"),
-        },
+
+
+def materialization_metadata(
+    instance: DagsterInstance, asset_key: AssetKey, partition: str | None = None
+) -> dict[str, Any] | None:
+    """The metadata values of the latest materialization of `asset_key` (of `partition`, if given)."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
+        return None
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def _checked_partition(context: AssetCheckExecutionContext) -> str | None:
+    """The last partition of the run (a range run records the same drift on every partition), else None."""
+    run = context.op_execution_context
+    if run.has_partition_key_range:
+        return run.partition_key_range.end
+    return run.partition_key if run.has_partition_key else None
+
+
+def source_schema_check(asset: AssetsDefinition, prefix: str, endpoints: str) -> AssetChecksDefinition:
+    @asset_check(
+        asset=asset, name=f"{prefix}_source_schema", blocking=True,
+        description=f"The JSON fields Polygon sent ({endpoints}) match the baseline: a field the pipeline reads "
+                    "missing, renamed or of another type fails (downstream stops); a new field warns.",
     )
-    return metadata, result
+    def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        metadata = materialization_metadata(context.instance, asset.key, _checked_partition(context))
+        if metadata is None or BLOCKING_KEY not in metadata:
+            return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
+                                    description="no materialization recording the source schema yet")
+        blocking, warnings = list(metadata[BLOCKING_KEY]), list(metadata[WARNINGS_KEY])
+        lines = blocking + warnings
+        return AssetCheckResult(
+            passed=not lines,
+            severity=AssetCheckSeverity.WARN if lines and not blocking else AssetCheckSeverity.ERROR,
+            description="; ".join(lines[:3]) + (f" (+{len(lines) - 3} more)" if len(lines) > 3 else "") or None,
+            metadata={
+                "blocking": MetadataValue.md("\n".join(f"- {line}" for line in blocking) or "none"),
+                "warnings": MetadataValue.md("\n".join(f"- {line}" for line in warnings) or "none"),
+                "endpoints": ", ".join(sorted(metadata.get("source_schema") or {})) or "none (no request)",
+            },
+        )
+
+    return check

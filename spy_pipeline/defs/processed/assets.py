@@ -3,9 +3,6 @@
 import time
 
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
@@ -21,7 +18,7 @@ from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.metadata import markdown_table, table_schema, timing, written_table_schema
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
-from spy_pipeline.defs.raw.optional_source import unavailable_reason
+from spy_pipeline.defs.raw.optional_source import MISSING_SOURCES_KEY, unavailable_reason
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.resources import ParquetStoreResource
@@ -63,11 +60,6 @@ class ConsolidationConfig(Config):
         corporate_actions,
     ],
     metadata={"dagster/column_schema": table_schema(CONSOLIDATED), "path": "processed/consolidated/{date}.parquet"},
-    check_specs=[AssetCheckSpec(
-        "consolidated_optional_sources", asset="consolidated",
-        description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
-                    "the days whose VIX or news columns are null, why, and the rows affected.",
-    )],
 )
 def consolidated(
     context: AssetExecutionContext, config: ConsolidationConfig, store: ParquetStoreResource
@@ -111,6 +103,7 @@ def consolidated(
         "indicator_warmup_missing": ", ".join(missing_warmup) or "none",
         "optional_sources_missing": markdown_table(
             ["day", "source", "rows with null columns", "why"], missing_sources or [["-", "none", 0, "-"]]),
+        MISSING_SOURCES_KEY: MetadataValue.json(missing_sources),
         **timing(started, rows),
     }
     if files:
@@ -118,11 +111,4 @@ def consolidated(
             store.data_root, store.partition_path(days[-1], *lake.FOLDERS["consolidated"]), CONSOLIDATED)
     if len(days) == 1:
         metadata["dagster/row_count"] = rows
-    check = AssetCheckResult(
-        check_name="consolidated_optional_sources", passed=not missing_sources, severity=AssetCheckSeverity.WARN,
-        description="; ".join(f"{day} {source}: {why}" for day, source, _, why in missing_sources) or None,
-        metadata={"days_affected": len({row[0] for row in missing_sources}),
-                  "rows_without_vix": sum(row[2] for row in missing_sources if row[1] == "vix"),
-                  "rows_without_news": sum(row[2] for row in missing_sources if row[1] == "news")},
-    )
-    return MaterializeResult(metadata=metadata, check_results=[check])
+    return MaterializeResult(metadata=metadata)

@@ -20,7 +20,7 @@ from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_s
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
-from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_outcome, source_schema_spec
+from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_metadata
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.io import ingest
@@ -79,7 +79,7 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
 
 def _minute_bars_result(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str],
-    prefix: str, source: str | None = None,
+    source: str | None = None,
 ) -> MaterializeResult:
     """Fetch and write the bars of `tickers`; `source` names an optional source (vix) the day can do without."""
     started = time.monotonic()
@@ -98,7 +98,7 @@ def _minute_bars_result(
                 written += ingest.ingest_minute_bars(polygon.client, root, ticker, days)
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
-    schema_metadata, schema_check = source_schema_outcome(prefix, context.asset_key.to_user_string(), seen)
+    schema_metadata = source_schema_metadata(seen)
     metadata = {
         **written_metadata(store, written, days),
         **schema_metadata,
@@ -109,15 +109,14 @@ def _minute_bars_result(
     }
     if written:
         metadata["dagster/column_schema"] = written_table_schema(root, written[-1].path, MINUTE_BARS)
-    return MaterializeResult(metadata=metadata, check_results=[schema_check])
+    return MaterializeResult(metadata=metadata)
 
 
 def _bars_metadata(path: str) -> dict:
     return {"dagster/column_schema": table_schema(MINUTE_BARS), "path": path}
 
 
-@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"),
-       check_specs=[source_schema_spec("raw_spy_bars", "spy", "stock aggregates")])
+@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/spy/{date}.parquet"))
 @no_retry_on_permanent_errors
 def raw_spy_bars(
     context: AssetExecutionContext,
@@ -134,11 +133,10 @@ def raw_spy_bars(
     bad = [t for t in tickers if not TICKER_PATTERN.match(t)]
     if bad:
         raise ValueError(f"not uppercase tickers such as SPY: {bad}")
-    return _minute_bars_result(context, polygon, store, tickers, "spy")
+    return _minute_bars_result(context, polygon, store, tickers)
 
 
-@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"),
-       check_specs=[source_schema_spec("raw_vix_bars", "vix", "index aggregates")])
+@asset(**RAW_ASSET_ARGS, metadata=_bars_metadata("raw/vix/{date}.parquet"))
 @no_retry_on_permanent_errors
 def raw_vix_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
@@ -148,4 +146,4 @@ def raw_vix_bars(
 
     Optional with SPY_PIPELINE_OPTIONAL_SOURCES=vix: a day the plan does not include (HTTP 403) or without
     values gets no file, its reason in `source_unavailable`, and consolidated's VIX column stays null."""
-    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER], "vix", source="vix")
+    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER], source="vix")

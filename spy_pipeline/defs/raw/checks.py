@@ -1,4 +1,5 @@
-"""Asset checks on every raw dataset: schema (blocking), validity rules (blocking), coverage.
+"""Asset checks on every raw dataset: schema (blocking), validity rules (blocking), coverage, and what Polygon
+sent against its baseline (source schema, blocking).
 
 Each check reads the files of the partitions the run materialized (or, run alone, the partition
 range it was given, else the latest file) and attaches its figures per file as metadata, so a user
@@ -10,7 +11,8 @@ from dagster import AssetChecksDefinition, AssetCheckSeverity, build_column_sche
 from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, schema_check
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
-from spy_pipeline.defs.raw.reference_assets import raw_news
+from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
+from spy_pipeline.defs.source_schema import source_schema_check
 from spy_pipeline.domain import quality
 from spy_pipeline.domain.schemas import MINUTE_BARS, NEWS, OPTIONS_CONTRACTS
 from spy_pipeline.io.news import news_window
@@ -49,6 +51,12 @@ RAW_CHECKS: list[AssetChecksDefinition] = [
     schema_check(NEWS_FILES),
     rules_check(NEWS_FILES, lambda frame, day: quality.news_violations(frame, news_window(day)),
                 "Article ids unique, published inside the partition's news window, sentiment in {-1, 0, 1}."),
+    source_schema_check(raw_spy_bars, "spy", "stock aggregates"),
+    source_schema_check(raw_vix_bars, "vix", "index aggregates"),
+    source_schema_check(options_contracts, "contracts", "options contracts"),
+    source_schema_check(raw_options_bars, "options", "option aggregates"),
+    source_schema_check(raw_news, "news", "news"),
+    source_schema_check(corporate_actions, "corporate_actions", "dividends, splits"),
     *build_column_schema_change_checks(assets=[raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars,
                                                raw_news]),
 ]

@@ -6,15 +6,26 @@ or has no data for a day, its raw asset writes no file for that day and says why
 source fails as before.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DagsterInstance,
+    MetadataValue,
+    asset_check,
+)
 
+from spy_pipeline.defs.source_schema import materialization_metadata
 from spy_pipeline.io import ingest
 from spy_pipeline.io.ingest import PartitionWritten
 from spy_pipeline.io.storage import DataRoot
@@ -22,6 +33,7 @@ from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import EmptyDataError, PolygonEntitlementError
 
 UNAVAILABLE_KEY = "source_unavailable"
+MISSING_SOURCES_KEY = "optional_sources_missing_rows"  # consolidated: [day, source, rows, why] per missing source
 RAW_ASSETS = {"vix": "raw_vix_bars", "news": "raw_news"}
 
 
@@ -60,12 +72,29 @@ def unavailable_metadata(
 
 def unavailable_reason(instance: DagsterInstance, source: str, day: dt.date) -> str | None:
     """Why `source` has no file for `day`, as its raw asset's latest materialization of that day recorded."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(RAW_ASSETS[source]), asset_partitions=[day.isoformat()]), limit=1
-    ).records
-    if not records:
-        return None
-    materialization = records[0].asset_materialization
-    value = materialization.metadata.get(UNAVAILABLE_KEY) if materialization else None
-    reasons = value.value if value is not None else {}
+    metadata = materialization_metadata(instance, AssetKey(RAW_ASSETS[source]), day.isoformat()) or {}
+    reasons = metadata.get(UNAVAILABLE_KEY)
     return reasons.get(day.isoformat()) if isinstance(reasons, dict) else None
+
+
+def optional_sources_check(consolidated: AssetsDefinition) -> AssetChecksDefinition:
+    @asset_check(
+        asset=consolidated, name="consolidated_optional_sources",
+        description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
+                    "the days whose VIX or news columns are null, why, and the rows affected.",
+    )
+    def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        run = context.op_execution_context
+        partition = run.partition_key_range.end if run.has_partition_key_range else (
+            run.partition_key if run.has_partition_key else None)
+        metadata = materialization_metadata(context.instance, consolidated.key, partition) or {}
+        missing = metadata.get(MISSING_SOURCES_KEY) or []
+        return AssetCheckResult(
+            passed=not missing, severity=AssetCheckSeverity.WARN,
+            description="; ".join(f"{day} {source}: {why}" for day, source, _, why in missing) or None,
+            metadata={"days_affected": len({row[0] for row in missing}),
+                      "rows_without_vix": sum(row[2] for row in missing if row[1] == "vix"),
+                      "rows_without_news": sum(row[2] for row in missing if row[1] == "news")},
+        )
+
+    return check

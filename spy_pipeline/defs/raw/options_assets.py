@@ -9,7 +9,7 @@ from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import request_metadata, table_schema, timing, written_table_schema
 from spy_pipeline.defs.raw.assets import RAW_ASSET_ARGS, partition_days, raw_spy_bars, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
-from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_outcome, source_schema_spec
+from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_metadata
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
 from spy_pipeline.io import ingest
@@ -39,7 +39,6 @@ class ContractSelectionConfig(Config):
 @asset(
     **RAW_ASSET_ARGS, deps=[raw_spy_bars],
     metadata={"dagster/column_schema": table_schema(OPTIONS_CONTRACTS), "path": "raw/options/contracts/{date}.parquet"},
-    check_specs=[source_schema_spec("options_contracts", "contracts", "options contracts")],
 )
 @no_retry_on_permanent_errors
 def options_contracts(
@@ -56,7 +55,7 @@ def options_contracts(
     before = polygon.client.stats.snapshot()
     with observed_source_schema(polygon.client) as seen:
         written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
-    schema_metadata, schema_check = source_schema_outcome("contracts", "options_contracts", seen)
+    schema_metadata = source_schema_metadata(seen)
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
         "mode": config.mode,
@@ -65,12 +64,11 @@ def options_contracts(
         **schema_metadata,
         **request_metadata(before, polygon.client.stats.snapshot()),
         **timing(started, sum(w.rows for w in written)),
-    }, check_results=[schema_check])
+    })
 
 
 @asset(**RAW_ASSET_ARGS, deps=[options_contracts],
-       metadata={"dagster/column_schema": table_schema(MINUTE_BARS), "path": "raw/options/{date}.parquet"},
-       check_specs=[source_schema_spec("raw_options_bars", "options", "option aggregates")])
+       metadata={"dagster/column_schema": table_schema(MINUTE_BARS), "path": "raw/options/{date}.parquet"})
 @no_retry_on_permanent_errors
 def raw_options_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
@@ -86,7 +84,7 @@ def raw_options_bars(
     with observed_source_schema(polygon.client) as seen:
         written = ingest.ingest_options_bars(polygon.client, store.data_root, days)
     after = polygon.client.stats.snapshot()
-    schema_metadata, schema_check = source_schema_outcome("options", "raw_options_bars", seen)
+    schema_metadata = source_schema_metadata(seen)
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
         "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, MINUTE_BARS),
@@ -94,4 +92,4 @@ def raw_options_bars(
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
         **timing(started, sum(w.rows for w in written)),
-    }, check_results=[schema_check])
+    })

@@ -12,7 +12,7 @@ from spy_pipeline.defs.metadata import markdown_table, request_metadata, table_s
 from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
-from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_outcome, source_schema_spec
+from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_metadata
 from spy_pipeline.domain.schemas import DIVIDENDS, NEWS, SPLITS
 from spy_pipeline.io.corporate_actions import dividends_frame, splits_frame
 from spy_pipeline.io.ingest import PartitionWritten
@@ -20,8 +20,7 @@ from spy_pipeline.io.news import news_frame, news_window
 from spy_pipeline.polygon.errors import PolygonEntitlementError
 
 
-@asset(**RAW_ASSET_ARGS, metadata={"dagster/column_schema": table_schema(NEWS), "path": "raw/news/{date}.parquet"},
-       check_specs=[source_schema_spec("raw_news", "news", "news")])
+@asset(**RAW_ASSET_ARGS, metadata={"dagster/column_schema": table_schema(NEWS), "path": "raw/news/{date}.parquet"})
 @no_retry_on_permanent_errors
 def raw_news(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
@@ -57,7 +56,7 @@ def raw_news(
             first_bar=frame["published_utc"].min(), last_bar=frame["published_utc"].max(),
         ))
     with_sentiment = news.filter(pl.col("sentiment").is_not_null())
-    schema_metadata, schema_check = source_schema_outcome("news", "raw_news", seen)
+    schema_metadata = source_schema_metadata(seen)
     metadata = {
         **written_metadata(store, written, days),
         "articles": news.height,
@@ -70,13 +69,12 @@ def raw_news(
     }
     if written:
         metadata["dagster/column_schema"] = written_table_schema(store.data_root, written[-1].path, NEWS)
-    return MaterializeResult(metadata=metadata, check_results=[schema_check])
+    return MaterializeResult(metadata=metadata)
 
 
 @asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"}, retry_policy=POLYGON_RETRY_POLICY,
        automation_condition=REFERENCE_CONDITION,
-       metadata={"path": "raw/corporate_actions/{dividends,splits}.parquet"},
-       check_specs=[source_schema_spec("corporate_actions", "corporate_actions", "dividends, splits")])
+       metadata={"path": "raw/corporate_actions/{dividends,splits}.parquet"})
 @no_retry_on_permanent_errors
 def corporate_actions(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
@@ -88,7 +86,7 @@ def corporate_actions(
     with observed_source_schema(polygon.client) as seen:
         dividends = dividends_frame([d for t in tickers for d in polygon.client.dividends(t)])
         splits = splits_frame([s for t in tickers for s in polygon.client.splits(t)])
-    schema_metadata, schema_check = source_schema_outcome("corporate_actions", "corporate_actions", seen)
+    schema_metadata = source_schema_metadata(seen)
     folder = store.dataset_path("raw", "corporate_actions")
     sizes = {name: store.write(frame, f"{folder}/{name}.parquet")
              for name, frame in (("dividends", dividends), ("splits", splits))}
@@ -103,4 +101,4 @@ def corporate_actions(
         "splits_schema": table_schema(SPLITS),
         **schema_metadata,
         **request_metadata(before, polygon.client.stats.snapshot()),
-    }, check_results=[schema_check])
+    })
