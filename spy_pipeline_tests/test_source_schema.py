@@ -248,3 +248,58 @@ def test_the_client_captures_the_raw_fields_of_every_endpoint_and_the_sandbox_do
     assert seen.endpoints["aggregates_stock"].types["vw"] == {"number"}
     assert seen.endpoints["news"].containers["insights[]."] > 0
     assert [d for d in seen.drifts() if not d.clean] == []
+
+
+# --- spy-pipeline schema baseline ----------------------------------------------------------------------
+
+def _baseline_copy(tmp_path: Path) -> Path:
+    """The package's baselines in a tmp folder, with `vw` left out of the stock aggregates' one."""
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    for endpoint in SPEC_SOURCES:
+        (folder / f"{endpoint}.json").write_text(load_baseline(endpoint).dumps())
+    stock = load_baseline("aggregates_stock")
+    fields = {path: spec for path, spec in stock.fields.items() if path != "vw"}
+    (folder / "aggregates_stock.json").write_text(Baseline(stock.endpoint, stock.source, fields).dumps())
+    return folder
+
+
+@pytest.mark.integration
+def test_schema_baseline_recaptures_shows_the_diff_and_without_a_tty_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spy_pipeline.app.cli import main
+
+    folder = _baseline_copy(tmp_path)
+    before = (folder / "aggregates_stock.json").read_text()
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["schema", "baseline", "--dir", str(folder), "--date", "2025-01-03"]) == 1
+    out, err = capsys.readouterr()
+    assert "aggregates_stock:\n  + vw: number (required)\n" in out and "--yes" in err
+    assert out.count("  + ") == 1  # the sandbox otherwise answers as the spec documents
+    assert (folder / "aggregates_stock.json").read_text() == before
+
+    assert main(["schema", "baseline", "--dir", str(folder), "--date", "2025-01-03", "--yes"]) == 0
+    written = json.loads((folder / "aggregates_stock.json").read_text())
+    assert written["fields"]["vw"] == {"types": ["number"], "required": True}
+    assert written["source"] == "live capture, 2025-01-03"
+    assert main(["schema", "baseline", "--dir", str(folder), "--date", "2025-01-03"]) == 0
+
+
+def test_schema_baseline_from_the_spec_restores_the_committed_baselines(tmp_path: Path) -> None:
+    from spy_pipeline.app.cli import main
+
+    folder = _baseline_copy(tmp_path)
+    assert main(["schema", "baseline", "--dir", str(folder), "--from-spec", str(SPEC_DIR), "--yes"]) == 0
+    assert (folder / "aggregates_stock.json").read_text() == load_baseline("aggregates_stock").dumps()
+    committed = Path(__file__).resolve().parent.parent / "spy_pipeline" / "polygon" / "baselines"
+    assert (folder / "aggregates_stock.json").read_text() == (committed / "aggregates_stock.json").read_text()
+
+
+def test_a_recaptured_baseline_keeps_documented_fields_and_a_rename_stays_blocking() -> None:
+    from spy_pipeline.domain.source_schema import recaptured
+
+    renamed = observed([{"t": 1, "o": 1, "c": 2, "vwap": 1.5}])
+    accepted = recaptured(BARS, renamed, "live")
+    assert set(accepted.fields) == {"t", "o", "c", "vw", "vwap"}
+    assert compare(renamed, accepted, READS).blocking == ("aggs: field vw is missing from 1 of 1 items",)

@@ -22,22 +22,6 @@ JSON_TYPES = ("string", "number", "boolean", "object", "array", "null")
 NEEDED, OPTIONAL = "needed", "optional"  # how the pipeline reads a field: must always be there, or may be absent
 
 
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
-
-
 def parent_of(path: str) -> str:
     """The container of a field path: '' for a result item's own fields, 'insights[].' for `insights[].ticker`."""
     cut = path.rfind(".")
@@ -217,9 +201,18 @@ def baseline_diff(old: Baseline | None, new: Baseline) -> list[str]:
     return lines
 
 
-def baseline_from_observed(observed: ObservedSchema, source: str) -> Baseline:
-    """A baseline from a live capture: the types seen, required when every container had the field."""
-    return Baseline(observed.endpoint, source, {
-        path: BaselineField(tuple(sorted(kinds)), observed.missing(path) == 0)
-        for path, kinds in observed.types.items()
-    })
+def recaptured(old: Baseline | None, observed: ObservedSchema, source: str) -> Baseline:
+    """The baseline after a live capture: every field seen, with the types seen added to those documented.
+
+    Documented fields not seen are kept (a capture of a few days need not meet every optional field); a new
+    field is required when every container had it. Accepting a renamed field this way adds the new name but
+    keeps the old one, so a pipeline still reading the old name stays blocked until its code changes.
+    """
+    fields = dict(old.fields) if old else {}
+    for path, kinds in observed.types.items():
+        known = fields.get(path)
+        if known is None:
+            fields[path] = BaselineField(tuple(sorted(kinds)), observed.missing(path) == 0)
+        else:
+            fields[path] = BaselineField(known.types + tuple(sorted(kinds - set(known.types))), known.required)
+    return Baseline(observed.endpoint, source, fields)
