@@ -196,3 +196,33 @@ def test_the_raw_checks_of_an_unavailable_optional_source_warn_instead_of_failin
         assert not check.passed and check.severity == AssetCheckSeverity.WARN, name
         assert check.metadata["unavailable_days"].value == DAY
     assert _check(result, "spy_schema_matches_contract").passed
+
+
+@pytest.mark.integration
+def test_an_optional_source_without_data_on_one_day_keeps_the_others(
+    sandbox_env: SandboxServer, monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    aggs = "/v2/aggs/ticker/I:VIX/range/1/minute/"
+    sandbox_env.faults.add(f"{aggs}2025-01-02/2025-01-03", Fault("no_results"))  # the range's one request
+    sandbox_env.faults.add(f"{aggs}2025-01-03/2025-01-03", Fault("no_results"))  # then the day alone
+    monkeypatch.setenv("SPY_PIPELINE_OPTIONAL_SOURCES", "vix")
+    tags = {"dagster/asset_partition_range_start": "2025-01-02", "dagster/asset_partition_range_end": DAY}
+    with DagsterInstance.ephemeral() as instance:
+        result = _run([raw_vix_bars], instance, tags=tags)
+    assert result.success, step_failure_lines(result)
+    assert (data_dir / "raw" / "vix" / "2025-01-02.parquet").exists()
+    assert not (data_dir / "raw" / "vix" / f"{DAY}.parquet").exists()
+    [event, *_] = result.get_asset_materialization_events()
+    unavailable = event.step_materialization_data.materialization.metadata["source_unavailable"].value
+    assert list(unavailable) == [DAY] and "no I:VIX minute bars" in unavailable[DAY]
+    coverage = _check(result, "vix_regular_session_coverage")
+    assert not coverage.passed and coverage.severity == AssetCheckSeverity.WARN
+
+
+@pytest.mark.integration
+def test_a_required_source_without_data_fails_as_before(sandbox_env: SandboxServer) -> None:
+    sandbox_env.faults.add("/v2/aggs/ticker/I:VIX/", Fault("no_results"))
+    with DagsterInstance.ephemeral() as instance:
+        result = _run([raw_vix_bars], instance, partition_key=DAY)
+    [line] = step_failure_lines(result)
+    assert "EmptyDataError: Polygon returned no I:VIX minute bars for trading day(s) 2025-01-03" in line

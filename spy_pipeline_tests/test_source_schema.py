@@ -303,3 +303,14 @@ def test_a_recaptured_baseline_keeps_documented_fields_and_a_rename_stays_blocki
     accepted = recaptured(BARS, renamed, "live")
     assert set(accepted.fields) == {"t", "o", "c", "vw", "vwap"}
     assert compare(renamed, accepted, READS).blocking == ("aggs: field vw is missing from 1 of 1 items",)
+
+
+def test_a_missing_field_the_spec_requires_or_the_pipeline_reads_optionally_is_never_silent() -> None:
+    baseline = load_baseline("news")
+    reads = {"id": NEEDED, "title": OPTIONAL, "description": OPTIONAL}
+    items = [{"id": "a", "title": "t", "description": "d", "image_url": "u"}, {"id": "b", "image_url": "u"}]
+    drift = compare(observed(items, "news"), baseline, reads)
+    assert drift.blocking == ("news: field title is missing from 1 of 2 items",)  # read, and the spec requires it
+    assert "news: field description is missing from 1 of 2 items" in drift.warnings  # read: its nulls are told
+    assert "news: field article_url is missing from 2 of 2 items" in drift.warnings  # required, not read
+    assert not any("image_url" in line for line in drift.blocking + drift.warnings)  # optional, not read

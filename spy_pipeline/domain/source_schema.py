@@ -154,21 +154,27 @@ class Drift:
 def compare(observed: ObservedSchema, baseline: Baseline, reads: Mapping[str, str]) -> Drift:
     """Drift of `observed` from `baseline`; `reads` maps each field path the pipeline reads to NEEDED/OPTIONAL.
 
-    An answer without result items shows nothing, so it never drifts. A NEEDED field must be in every container
-    that exists (every item; every insight of an article that has insights); an OPTIONAL one may be absent.
+    An answer without result items shows nothing, so it never drifts. A field missing from containers that
+    exist (items; the insights of articles that have insights) is blocking when the pipeline reads it and it is
+    NEEDED or documented as required; a warning when the pipeline reads it as OPTIONAL (its column gets nulls)
+    or ignores a field documented as required.
     """
     name = observed.endpoint
     if observed.items == 0:
         return Drift(name)
     new = tuple(sorted(path for path in observed.types if path not in baseline.fields))
     blocking, warnings = [], []
-    for path, how in sorted(reads.items()):
+    for path in sorted(reads.keys() | {p for p, f in baseline.fields.items() if f.required}):
         lacking = observed.missing(path)
         containers = observed.containers.get(parent_of(path), 0)
-        if how == NEEDED and lacking > 0 and containers > 0:
-            likely = [p for p in new if parent_of(p) == parent_of(path)]
-            hint = f" (renamed? new: {', '.join(likely)})" if likely else ""
-            blocking.append(f"{name}: field {path} is missing from {lacking} of {containers} items{hint}")
+        if lacking <= 0 or containers <= 0:
+            continue
+        likely = [p for p in new if parent_of(p) == parent_of(path)]
+        hint = f" (renamed? new: {', '.join(likely)})" if likely else ""
+        line = f"{name}: field {path} is missing from {lacking} of {containers} items{hint}"
+        documented = baseline.fields.get(path)
+        required = reads.get(path) == NEEDED or (documented is not None and documented.required)
+        (blocking if path in reads and required else warnings).append(line)
     for path, kinds in sorted(observed.types.items()):
         documented = baseline.fields.get(path)
         if documented is None:

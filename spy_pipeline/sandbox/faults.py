@@ -12,6 +12,7 @@ What a client can and cannot know:
 - skip_page: next_url jumps over one page: its items are lost and nothing in the answer says so (Polygon's
   `count` is the page's size, not the total). Only a check on the data (bar coverage) can notice.
 - duplicate_bars / out_of_order_bars: the page's results repeated / shuffled (meant for aggregates).
+- no_results: the answer of a day without data (a vendor outage, a day before the plan's history): no results.
 - rename_field / drop_field / add_field / retype_field: schema drift, in every result item of the answer: a
   field renamed (`field` -> `renamed_to`), left out, added (`field`, default "sandbox_extra"), or sent with
   another JSON type (a number as a string, a string as a number). Without `field`, the seed picks one of the
@@ -32,7 +33,8 @@ from dataclasses import dataclass
 
 REPLACING_KINDS = ("status", "slow", "reset", "malformed")
 DRIFT_KINDS = ("rename_field", "drop_field", "add_field", "retype_field")
-BODY_KINDS = ("truncated", "repeat_page", "skip_page", "duplicate_bars", "out_of_order_bars", *DRIFT_KINDS)
+BODY_KINDS = ("truncated", "repeat_page", "skip_page", "duplicate_bars", "out_of_order_bars", "no_results",
+              *DRIFT_KINDS)
 KINDS = REPLACING_KINDS + BODY_KINDS
 
 
@@ -70,6 +72,9 @@ class Fault:
             rng.shuffle(results)
         elif self.kind == "out_of_order_bars":
             rng.shuffle(results)
+        elif self.kind == "no_results":
+            empty = {k: v for k, v in body.items() if k not in ("results", "next_url")}
+            return {**empty, **{k: 0 for k in ("queryCount", "resultsCount", "count") if k in body}}
         elif self.kind in DRIFT_KINDS:
             results = self._drifted(results, rng)
         else:
