@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 
 from spy_pipeline.app.runner import step_failure_lines
 from spy_pipeline.definitions import defs
@@ -70,14 +70,18 @@ def test_a_blocking_drift_names_endpoint_and_field_and_nothing_downstream_runs(
     sandbox_env.faults.drift(SPY_AGGS, fault)
     with DagsterInstance.ephemeral() as instance:
         result = _run([raw_spy_bars, options_contracts], instance, partition_key=DAY)
-    assert not result.success
-    problem = _what_went_wrong(result)
-    assert f"aggregates_stock: field {field} " in problem, problem
-    assert "options_contracts" not in _materialized(result)
-    if fault.kind == "rename_field":
-        check = _check(result, "spy_source_schema")
-        assert check.severity == AssetCheckSeverity.ERROR
-        assert "renamed? new: vwap" in check.description
+        assert not result.success
+        problem = _what_went_wrong(result)
+        assert f"aggregates_stock: field {field} " in problem, problem
+        assert "options_contracts" not in _materialized(result)
+        if fault.kind == "rename_field":
+            check = _check(result, "spy_source_schema")
+            assert check.severity == AssetCheckSeverity.ERROR
+            assert "renamed? new: vwap" in check.description
+            # the check also runs alone (a check-only run, as from the UI), from the materialization's metadata
+            alone = _run([raw_spy_bars], instance, selection=AssetSelection.checks_for_assets(raw_spy_bars),
+                         tags={"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": DAY})
+            assert not _check(alone, "spy_source_schema").passed and _materialized(alone) == set()
 
 
 @pytest.mark.integration

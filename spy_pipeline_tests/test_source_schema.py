@@ -314,3 +314,19 @@ def test_a_missing_field_the_spec_requires_or_the_pipeline_reads_optionally_is_n
     assert "news: field description is missing from 1 of 2 items" in drift.warnings  # read: its nulls are told
     assert "news: field article_url is missing from 2 of 2 items" in drift.warnings  # required, not read
     assert not any("image_url" in line for line in drift.blocking + drift.warnings)  # optional, not read
+
+
+def test_the_websocket_clients_frames_are_captured_before_its_models_see_them() -> None:
+    from spy_pipeline.polygon.source_schema import ObservingJson, SchemaRecorder
+
+    recorder = SchemaRecorder()
+    decoder = ObservingJson(recorder, "stocks")
+    frame = ('[{"ev":"AM","sym":"SPY","v":200,"av":8642007,"op":25.66,"vwap":25.39,"o":25.39,"c":25.39,'
+             '"h":25.39,"l":25.39,"a":25.37,"z":50,"s":1610144868000,"e":1610144869000}]')
+    with recorder.capture() as seen:
+        decoder.loads('[{"ev":"status","status":"auth_success","message":"authenticated"}]')
+        assert decoder.loads(frame)[0]["vwap"] == 25.39  # decoded as json would
+    [drift] = seen.drifts()
+    assert drift.endpoint == "websocket_stock_minute"
+    assert drift.blocking == ("websocket_stock_minute: field vw is missing from 1 of 1 items (renamed? new: vwap)",)
+    assert decoder.dumps({"action": "auth"}) == '{"action": "auth"}'
