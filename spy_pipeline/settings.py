@@ -24,6 +24,7 @@ TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")
 RATE_LIMIT_STATE_FILE = "polygon_rate_limit.json"
 DEFAULT_DAGSTER_HOME_DIR = ".dagster_home"  # as runner.DEFAULT_DAGSTER_HOME and the Makefile
 ALERT_STATE_FILE = "alerts.sqlite"
+OPTIONAL_SOURCE_NAMES = ("vix", "news")  # the sources consolidated can do without (their columns stay null)
 
 
 def _split_urls(text: str) -> list[str]:
@@ -90,6 +91,14 @@ class Settings(BaseSettings):
     risk_free_rate: float = Field(
         default=DEFAULT_RISK_FREE_RATE, validation_alias="SPY_PIPELINE_RISK_FREE_RATE",
         description="Continuously compounded risk-free rate per year of the greeks and IV (a run config may override).",
+    )
+    optional_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="SPY_PIPELINE_OPTIONAL_SOURCES",
+        description=(
+            "Comma-separated sources a day can do without (vix, news): one the plan does not include (HTTP 403) "
+            "or that has no data leaves its columns null in consolidated, with the reason in metadata and a "
+            "warning check, instead of failing the day. A source not listed is required."
+        ),
     )
     run_end_date: dt.date = Field(default=dt.date(2025, 1, 10), validation_alias="SPY_PIPELINE_RUN_END_DATE")
     run_days: int = Field(default=5, ge=1, le=500, validation_alias="SPY_PIPELINE_RUN_DAYS")
@@ -193,6 +202,19 @@ class Settings(BaseSettings):
             if not value:
                 raise ValueError("at least one ticker is required")
         return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
+
+    @field_validator("optional_sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            unknown = [name for name in value if name not in OPTIONAL_SOURCE_NAMES]
+            if unknown:
+                names = ", ".join(map(str, unknown))
+                raise ValueError(f"{names}: only {', '.join(OPTIONAL_SOURCE_NAMES)} can be optional")
+            return tuple(dict.fromkeys(value))
+        return value
 
     @field_validator("data_dir", mode="before")
     @classmethod

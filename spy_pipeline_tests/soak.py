@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from spy_pipeline.sandbox.faults import FaultPlan
+from spy_pipeline.sandbox.faults import DRIFT_KINDS, FaultPlan
 from spy_pipeline.sandbox.server import SandboxServer
 
 SOAK_KEY = "soak-key-0d3b7c51"
@@ -187,13 +187,15 @@ def classify(outcome: Outcome, diffs: list[str]) -> str:
 
 # --- the soak -------------------------------------------------------------------------------------
 
+# The drift kinds rename, drop, add or retype a field (the seed picks it) in every item of a faulted answer.
 SOAK_KINDS = ("status", "reset", "malformed", "slow", "truncated", "repeat_page", "skip_page", "duplicate_bars",
-              "out_of_order_bars")
+              "out_of_order_bars", *DRIFT_KINDS)
 
 
-def soak_faults(runs: int, rate: float, deadline: float, clean: dict[str, pl.DataFrame], root: Path) -> list[list]:
+def soak_faults(runs: int, rate: float, deadline: float, clean: dict[str, pl.DataFrame], root: Path,
+                kinds: tuple[str, ...] = SOAK_KINDS) -> list[list]:
     rows = []
-    for kind in SOAK_KINDS:
+    for kind in kinds:
         tally = {"runs": 0, "equal": 0, "failed clearly": 0, "silent problem": 0, "injected": 0}
         examples: list[str] = []
         for run in range(runs):
@@ -293,8 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs in the crash-safety check (0-100)")
     parser.add_argument("--seed", type=int, default=20250107)
     parser.add_argument("--max-minutes", type=float, default=20.0, help="stop starting new runs after this")
+    parser.add_argument("--modes", help=f"comma-separated fault modes (default: all of {', '.join(SOAK_KINDS)})")
     args = parser.parse_args(argv)
     runs, kills = max(1, min(args.runs, 50)), max(0, min(args.kills, 100))
+    kinds = tuple(args.modes.split(",")) if args.modes else SOAK_KINDS
+    if unknown := [kind for kind in kinds if kind not in SOAK_KINDS]:
+        parser.error(f"unknown fault modes {unknown}: one of {', '.join(SOAK_KINDS)}")
     deadline = time.monotonic() + 60 * args.max_minutes
     with tempfile.TemporaryDirectory(prefix="spy-soak-") as tmp:
         root = Path(tmp)
@@ -307,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the fault-free run failed: {clean_outcome.reason}", file=sys.stderr)
             return 1
         clean = snapshot(root / "clean")
-        rows = soak_faults(runs, args.rate, deadline, clean, root)
+        rows = soak_faults(runs, args.rate, deadline, clean, root, kinds)
         crash = soak_kills(kills, args.seed, deadline, root / "kills")
     print(f"## Fault soak: all raw assets over {DAYS[0]}..{DAYS[-1]}, fault rate {args.rate} per request\n")
     print(markdown(["fault mode", "runs", "faults injected", "equal to fault-free", "failed clearly",

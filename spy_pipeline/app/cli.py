@@ -1,6 +1,6 @@
 """The `spy-pipeline` command: `run` (the main backfill), `status` (what the Dagster instance holds),
 `report` (the scanner's figures over a range of days), `docs` (the README's generated sections), `simulate`
-(a replayed streaming day) and `sandbox serve`."""
+(a replayed streaming day), `schema baseline` (the source-schema baselines) and `sandbox serve`."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--drop-every", type=int, help="drop each WebSocket connection after N data frames (a frame: a minute's events)"
     )
+    schema = commands.add_parser(
+        "schema", help="the source-schema baselines that Polygon's answers are checked against"
+    )
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    baseline = schema_commands.add_parser(
+        "baseline", help="re-capture the baselines from a live run (the sandbox; Polygon with POLYGON_API_KEY), "
+                         "show the diff, and write them after asking",
+    )
+    baseline.add_argument("--date", help="trading day to capture, YYYY-MM-DD (default: SPY_PIPELINE_RUN_END_DATE)")
+    baseline.add_argument("--yes", action="store_true", help="write without asking")
+    baseline.add_argument("--from-spec", metavar="DIR",
+                          help="rewrite them from Polygon's OpenAPI spec in DIR (rest.json, websocket.json) instead")
+    baseline.add_argument("--dir", help="the baselines folder (default: the package's polygon/baselines)")
     sandbox = commands.add_parser("sandbox", help="the Polygon-compatible sandbox")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1 until interrupted")
@@ -67,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return _docs(args)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "schema":
+            return _schema_baseline(args)
         return _serve(args)
     except (ConfigError, cal.TradingCalendarError, DocsError) as exc:
         print(f"spy-pipeline: {exc}", file=sys.stderr)
@@ -103,6 +118,43 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"Data under {settings.resolved_data_dir if settings.data_dir_is_local else settings.data_dir}/stream and "
           f"intraday/; run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
     return 0 if result.success else 1
+
+
+def _schema_baseline(args: argparse.Namespace) -> int:
+    from spy_pipeline.app import schema
+    from spy_pipeline.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format,
+                      secrets=[settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None])
+    folder = Path(args.dir) if args.dir else schema.BASELINE_DIR
+    if args.from_spec:
+        spec_dir = Path(args.from_spec)
+        if not (spec_dir / "rest.json").is_file() or not (spec_dir / "websocket.json").is_file():
+            raise ConfigError(f"--from-spec {spec_dir}: needs rest.json and websocket.json")
+        proposals = schema.spec_proposals(spec_dir, folder)
+    else:
+        day = cal.require_trading_day(cal.parse_date(args.date) if args.date else settings.run_end_date)
+        source = "the embedded Polygon sandbox" if settings.uses_embedded_sandbox else "Polygon"
+        print(f"capturing what {source} sends for {day}...")
+        proposals = schema.live_proposals(schema.capture_live(settings, day), folder, f"live capture, {day}")
+    changed = [p for p in proposals if p.diff]
+    for proposal in changed:
+        print(f"{proposal.endpoint}:")
+        print("\n".join(f"  {line}" for line in proposal.diff))
+    if not changed:
+        print(f"{len(proposals)} baselines up to date in {folder}")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"{len(changed)} baseline(s) would change: rerun with --yes to write them", file=sys.stderr)
+            return 1
+        if input(f"write {len(changed)} baseline(s) to {folder}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing written")
+            return 1
+    for path in schema.write(changed, folder):
+        print(f"wrote {path}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ SUMMARY_FIGURES = ("dividends", "splits", "days", "contract_days", "events")
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 CHARTS_FOLDER = "reports/charts"
 UI_HINT = "Browse them: make dev (http://127.0.0.1:3000)"
+DAGSTER_FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
 
 
 @dataclass(frozen=True)
@@ -227,5 +228,6 @@ def step_failure_lines(result: ExecuteInProcessResult) -> list[str]:
         error = failure.step_failure_data.error
         cause = error.cause or error if error else None
         message = cause.message.strip().splitlines()[0] if cause and cause.message.strip() else "unknown error"
+        message = message.removeprefix(DAGSTER_FAILURE_PREFIX)  # a Failure's description is the message itself
         lines.append(f"  FAILED step {failure.step_key}: {message}")
     return lines

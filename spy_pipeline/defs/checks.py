@@ -22,6 +22,7 @@ from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import DatasetSchema
 from spy_pipeline.io.storage import StorageError
+from spy_pipeline.settings import load_settings
 
 Rules = Callable[[pl.DataFrame, dt.date], dict[str, int]]
 
@@ -32,6 +33,7 @@ class DailyFiles:
 
     asset: AssetsDefinition
     name: str  # its name in spy_pipeline.domain.datasets, and the prefix of its checks' names
+    optional_source: str | None = None  # vix, news: a day may lack its file (SPY_PIPELINE_OPTIONAL_SOURCES)
 
     @property
     def folder(self) -> tuple[str, ...]:
@@ -57,15 +59,33 @@ def checked_days(
 
 
 def _read(context: AssetCheckExecutionContext, store: ParquetStoreResource, files: DailyFiles):
+    """(frames, problems, unavailable days) of the checked days: a day of an optional source without a file is
+    no problem but an unavailable day, which `_outcome` turns into a warning."""
     days = checked_days(context, store, files.folder)
-    frames, problems = [], []
+    optional = files.optional_source is not None and files.optional_source in load_settings().optional_sources
+    frames, problems, unavailable = [], [], []
     for day in days:
         path = store.partition_path(day, *files.folder)
+        if optional and not store.exists(path):
+            unavailable.append(str(day))
+            continue
         try:
             frames.append((day, store.relative(path), store.read(path, files.schema)))
         except StorageError as exc:
             problems.append([store.relative(path), str(exc)])
-    return frames, problems
+    return frames, problems, unavailable
+
+
+def _outcome(unavailable: list[str], passed: bool, metadata: dict,
+             severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    """The check's result; days of an optional source without data make a passing check a warning."""
+    if unavailable and (passed or not metadata.get("files_checked")):
+        return AssetCheckResult(
+            passed=False, severity=AssetCheckSeverity.WARN,
+            description=f"optional source without data on {', '.join(unavailable)} (see source_unavailable)",
+            metadata={**metadata, "unavailable_days": ", ".join(unavailable)},
+        )
+    return AssetCheckResult(passed=passed, severity=severity, metadata=metadata)
 
 
 def schema_check(files: DailyFiles) -> AssetChecksDefinition:
@@ -73,12 +93,11 @@ def schema_check(files: DailyFiles) -> AssetChecksDefinition:
                  description=f"Every {'/'.join(files.folder)} file is readable and has exactly the "
                              f"{files.schema.name} columns and types.")
     def check(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-        frames, problems = _read(context, store, files)
-        return AssetCheckResult(
-            passed=not problems and bool(frames),
-            metadata={"files_checked": len(frames) + len(problems),
-                      "problems": markdown_table(["file", "problem"], problems or [["-", "none"]])},
-        )
+        frames, problems, unavailable = _read(context, store, files)
+        return _outcome(unavailable, not problems and bool(frames), {
+            "files_checked": len(frames) + len(problems),
+            "problems": markdown_table(["file", "problem"], problems or [["-", "none"]]),
+        })
 
     return check
 
@@ -86,18 +105,17 @@ def schema_check(files: DailyFiles) -> AssetChecksDefinition:
 def rules_check(files: DailyFiles, rules: Rules, description: str) -> AssetChecksDefinition:
     @asset_check(asset=files.asset, name=f"{files.name}_rows_are_valid", blocking=True, description=description)
     def check(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-        frames, problems = _read(context, store, files)
+        frames, problems, unavailable = _read(context, store, files)
         rows = []
         for day, relative, frame in frames:
             broken = {rule: count for rule, count in rules(frame, day).items() if count}
             rows.append([relative, frame.height, ", ".join(f"{k}: {v}" for k, v in broken.items()) or "ok"])
         failed = [row for row in rows if row[2] != "ok"]
-        return AssetCheckResult(
-            passed=not failed and not problems and bool(frames),
-            metadata={"files_checked": len(rows), "files_failing": len(failed) + len(problems),
-                      "violations": markdown_table(["file", "rows", "violations"], failed or rows[:5]),
-                      "unreadable_files": len(problems)},
-        )
+        return _outcome(unavailable, not failed and not problems and bool(frames), {
+            "files_checked": len(rows), "files_failing": len(failed) + len(problems),
+            "violations": markdown_table(["file", "rows", "violations"], failed or rows[:5]),
+            "unreadable_files": len(problems),
+        })
 
     return check
 
@@ -108,15 +126,13 @@ def coverage_check(
 ) -> AssetChecksDefinition:
     @asset_check(asset=files.asset, name=f"{files.name}_{suffix}", description=description)
     def check(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-        frames, problems = _read(context, store, files)
+        frames, problems, unavailable = _read(context, store, files)
         figures = [(relative, measure(frame, day)) for day, relative, frame in frames]
         lowest = min((f[figure] for _, f in figures), default=0.0)
         header = ["file", *(figures[0][1] if figures else [])]
-        return AssetCheckResult(
-            passed=bool(figures) and not problems and lowest >= minimum,
-            severity=severity,
-            metadata={f"lowest_{figure}": lowest, "minimum": minimum,
-                      "coverage": markdown_table(header, [[rel, *f.values()] for rel, f in figures])},
-        )
+        return _outcome(unavailable, bool(figures) and not problems and lowest >= minimum, {
+            "files_checked": len(figures), f"lowest_{figure}": lowest, "minimum": minimum,
+            "coverage": markdown_table(header, [[rel, *f.values()] for rel, f in figures]),
+        }, severity)
 
     return check

@@ -9,7 +9,12 @@ from dagster import Failure
 from spy_pipeline.domain.trading_calendar import TradingCalendarError
 from spy_pipeline.io.flatfiles import FlatFileFormatError
 from spy_pipeline.io.storage import StorageError
-from spy_pipeline.polygon.errors import EmptyDataError, PolygonAuthError, PolygonRequestError
+from spy_pipeline.polygon.errors import (
+    EmptyDataError,
+    PolygonAuthError,
+    PolygonEntitlementError,
+    PolygonRequestError,
+)
 from spy_pipeline.polygon.flatfiles import FlatFileNotPublishedError
 from spy_pipeline.settings import ConfigError
 
@@ -26,6 +31,9 @@ NOT_RETRYABLE = (
 def fail_without_retry_on_permanent_errors() -> Iterator[None]:
     try:
         yield
+    except PolygonEntitlementError as exc:
+        # the one line says it all (data set, endpoint, plan): no client traceback under it
+        raise Failure(description=str(exc), allow_retries=False) from None
     except NOT_RETRYABLE as exc:
         raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 

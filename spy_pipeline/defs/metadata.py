@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import polars as pl
+import pyarrow.parquet as pq
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from spy_pipeline.domain import datasets
 from spy_pipeline.domain.schemas import Column, DatasetSchema
+from spy_pipeline.io.storage import DataRoot
 
 
 def table_schema(schema: DatasetSchema) -> TableSchema:
@@ -33,6 +36,17 @@ def dataset_metadata(*names: str) -> dict[str, Any]:
         raise ValueError(f"{names}: several datasets share a path only as unpartitioned files of one folder")
     stems = ",".join(dataset.file_name().removesuffix(".parquet") for dataset in declared)
     return {"path": f"{folders.pop()}/{{{stems}}}.parquet"}
+
+
+def written_table_schema(root: DataRoot, path: str, declared: DatasetSchema | None = None) -> TableSchema:
+    """The columns of the Parquet file at `path` as written (read from its footer), described from `declared`:
+    runtime `dagster/column_schema` that the column-schema-change checks can compare between materializations."""
+    arrow = pq.read_schema(path, filesystem=root.fs)
+    descriptions = declared.descriptions if declared else {}
+    return TableSchema(columns=[
+        TableColumn(name=name, type=str(dtype), description=descriptions.get(name))
+        for name, dtype in pl.from_arrow(arrow.empty_table()).schema.items()
+    ])
 
 
 def request_metadata(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

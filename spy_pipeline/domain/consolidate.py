@@ -50,6 +50,7 @@ class DayInputs:
     news_since: dt.datetime | None = None
     # Where the previous trading day's data came from, per dataset: for the asset's metadata.
     history: dict[str, str] = field(default_factory=dict)
+    unavailable: frozenset[str] = frozenset()  # optional sources without data that day (vix, news): null columns
 
 
 def expiry_close(expiration: dt.date) -> dt.datetime:
@@ -90,7 +91,14 @@ def spy_minutes(inputs: DayInputs) -> pl.DataFrame:
     )
     vix = inputs.vix.select("timestamp", vix="close").sort("timestamp")
     grid = grid.sort("timestamp").join_asof(vix, on="timestamp", strategy="backward")
-    return _with_news(grid, inputs.news)
+    grid = _with_news(grid, inputs.news)
+    if "news" in inputs.unavailable:  # no news is not "no articles": unknown, not 0
+        grid = grid.with_columns(
+            news_sentiment=pl.lit(None, pl.Float64), news_articles_last_hour=pl.lit(None, pl.Int32)
+        )
+    if "vix" in inputs.unavailable:
+        grid = grid.with_columns(vix=pl.lit(None, pl.Float64))
+    return grid
 
 
 def _with_news(grid: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:

@@ -5,8 +5,9 @@ The data dir is a local Path or a `storage.DataRoot` (any filesystem); a Path is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +21,7 @@ from spy_pipeline.io.corporate_actions import trailing_dividend_yield
 from spy_pipeline.io.history import HistorySource
 from spy_pipeline.io.news import news_window
 from spy_pipeline.io.storage import DataRoot
+from spy_pipeline.polygon.errors import PolygonEntitlementError
 
 # The folders of the datasets with one file per trading day and no folder to choose, by registry name.
 FOLDERS: dict[str, tuple[str, ...]] = {
@@ -68,20 +70,33 @@ def dividend_yield(data_dir: Path | DataRoot, ticker: str, day: dt.date, price: 
 
 
 def consolidation_inputs(
-    data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float, history: HistorySource | None = None
+    data_dir: Path | DataRoot, day: dt.date, risk_free_rate: float, history: HistorySource | None = None,
+    optional_sources: Collection[str] = (),
 ) -> DayInputs:
     """Everything consolidate_day needs for `day`, read from the raw layer (the previous trading day from
-    `history` when the raw layer does not have it)."""
+    `history` when the raw layer does not have it). An optional source (vix, news) without a file that day is
+    read as empty and named in `DayInputs.unavailable`."""
     root = storage.as_data_root(data_dir)
-    return day_inputs(
+    unavailable = frozenset(
+        source for source in ("vix", "news")
+        if source in optional_sources and not root.exists(root.partition_path(day, *FOLDERS[source]))
+    )
+
+    def read(source: str, schema: DatasetSchema) -> pl.DataFrame:
+        if source in unavailable:
+            return pl.DataFrame(schema=schema.polars_schema)
+        return read_day(root, source, day, schema)
+
+    inputs = day_inputs(
         root, day, risk_free_rate,
         spy=read_day(root, "spy", day, MINUTE_BARS),
-        vix=read_day(root, "vix", day, MINUTE_BARS),
+        vix=read("vix", MINUTE_BARS),
         option_bars=read_day(root, "options", day, MINUTE_BARS),
         contracts=read_day(root, "contracts", day, OPTIONS_CONTRACTS),
-        news=read_day(root, "news", day, NEWS),
+        news=read("news", NEWS),
         history=history,
     )
+    return dataclasses.replace(inputs, unavailable=unavailable)
 
 
 def day_inputs(
@@ -130,8 +145,8 @@ def _previous_day_data(
     fetch: Callable[[dt.date], pl.DataFrame] | None, *, empty_is_missing: bool,
 ) -> tuple[pl.DataFrame | None, str]:
     """The previous trading day's partition of `dataset` and where it came from: the lake, else `fetch`
-    (in memory only), else None with the reason. An empty fetch is missing data for bars (a trading
-    day has them), a quiet day for news."""
+    (in memory only), else None with the reason (also when the plan does not include the source). An empty
+    fetch is missing data for bars (a trading day has them), a quiet day for news."""
     if day is None:
         return None, f"none: {cal.FIRST_TRADING_DAY} is the first trading day of the calendar"
     frame = read_day_if_present(root, dataset, day, schema)
@@ -139,7 +154,10 @@ def _previous_day_data(
         return frame, f"lake ({day})"
     if fetch is None:
         return None, f"none: {day} is not in the lake"
-    frame = fetch(day)
+    try:
+        frame = fetch(day)
+    except PolygonEntitlementError as exc:  # an optional source the plan lacks: the history cannot be had
+        return None, f"none: {exc}"
     if frame.height == 0 and empty_is_missing:
         return None, f"none: Polygon has no {dataset} data for {day}"
     return schema.conform(frame), f"Polygon ({day}, read for history, not written)"

@@ -14,6 +14,7 @@ from polygon import RESTClient
 from spy_pipeline.logs import get_logger
 from spy_pipeline.polygon.errors import PolygonPayloadError
 from spy_pipeline.polygon.rate_limit import TokenBucket
+from spy_pipeline.polygon.source_schema import SchemaRecorder
 from spy_pipeline.polygon.transport import RequestStats, RetryingTransport, RetryPolicy
 
 log = get_logger(__name__)
@@ -46,6 +47,7 @@ class PolygonClient:
     ) -> None:
         self.base_url = base_url
         self.stats = RequestStats()
+        self.schemas = SchemaRecorder()  # `with client.schemas.capture() as seen:` notes the fields Polygon sent
         self._rest = RESTClient(api_key=api_key, base=base_url, retries=0, pagination=True)
         pool = self._rest.client
         pool.connection_pool_kw["maxsize"] = 16  # concurrent fetches share keep-alive connections
@@ -55,6 +57,7 @@ class PolygonClient:
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             policy=retry_policy or RetryPolicy(),
             stats=self.stats,
+            schemas=self.schemas,
         )
         self._rest.client = self.transport
 

@@ -9,6 +9,16 @@ class PolygonAuthError(PolygonError):
     """401/403: the key is wrong or lacks the plan for this data. Retrying will not help."""
 
 
+class PolygonEntitlementError(PolygonAuthError):
+    """403: the key is valid but the plan does not include this data (Polygon sells stocks, options, indices
+    and news separately; options history starts at a plan-dependent date)."""
+
+    def __init__(self, source: str, endpoint: str, detail: str) -> None:
+        super().__init__(f"Polygon refused {source} data ({endpoint}, HTTP 403): your plan may not include it"
+                         + (f" ({detail})" if detail else ""))
+        self.source, self.endpoint = source, endpoint
+
+
 class PolygonRequestError(PolygonError):
     """A 4xx other than auth or rate limiting: the request itself is wrong."""
 

@@ -24,11 +24,13 @@ from urllib3.exceptions import HTTPError
 from spy_pipeline.logs import get_logger, redact
 from spy_pipeline.polygon.errors import (
     PolygonAuthError,
+    PolygonEntitlementError,
     PolygonPayloadError,
     PolygonRequestError,
     PolygonUnavailableError,
 )
 from spy_pipeline.polygon.rate_limit import TokenBucket
+from spy_pipeline.polygon.source_schema import SchemaRecorder
 
 RETRY_STATUSES = frozenset({413, 429, 499, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 120.0
@@ -96,8 +98,10 @@ class RetryingTransport:
         stats: RequestStats,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        schemas: SchemaRecorder | None = None,
     ) -> None:
         self.pool, self.bucket, self.timeout, self.policy, self.stats = pool, bucket, timeout, policy, stats
+        self.schemas = schemas or SchemaRecorder()
         self._sleep, self._jitter = sleep, jitter
         self._thread = threading.local()
 
@@ -127,14 +131,18 @@ class RetryingTransport:
             body = response.data
             self.stats.add(bytes_received=len(body), status=str(response.status))
             if response.status == 200:
-                if _is_json(body):
+                decoded = _decoded(body)
+                if isinstance(decoded, dict | list):
                     self._thread.pages = self.pages_in_thread + 1
+                    self.schemas.record_rest(path, decoded)  # the raw fields, before the client's models drop any
                     return response
                 problem = f"malformed JSON body ({len(body)} bytes)"
                 self._wait(attempt, None, path, problem)
                 continue
             message = _error_message(body)
-            if response.status in (401, 403):
+            if response.status == 403:
+                raise PolygonEntitlementError(source_of(path), path, message)
+            if response.status == 401:
                 raise PolygonAuthError(
                     f"Polygon refused the API key for {path} (HTTP {response.status}: {message}); "
                     "check POLYGON_API_KEY and your plan"
@@ -157,11 +165,24 @@ class RetryingTransport:
         self.pool.clear()
 
 
-def _is_json(body: bytes) -> bool:
+def source_of(path: str) -> str:
+    """Which of Polygon's separately sold data sets a path belongs to: stocks, options, indices, news, reference."""
+    if path.startswith("/v2/aggs/ticker/"):
+        ticker = path.removeprefix("/v2/aggs/ticker/").split("/", 1)[0]
+        return "indices" if ticker.startswith("I:") else "options" if ticker.startswith("O:") else "stocks"
+    if path.startswith("/v3/reference/options") or path.startswith("/v3/snapshot/options"):
+        return "options"
+    if path.startswith("/v2/reference/news"):
+        return "news"
+    return "reference"
+
+
+def _decoded(body: bytes) -> object:
+    """The JSON value of `body`; None when it is not JSON."""
     try:
-        return isinstance(json.loads(body), dict | list)
+        return json.loads(body)
     except ValueError:
-        return False
+        return None
 
 
 def _error_message(body: bytes) -> str:

@@ -7,6 +7,7 @@ split, so two fictional tickers carry splits to show the shape.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Callable
 from functools import cache
@@ -27,9 +28,16 @@ from spy_pipeline.sandbox.queries import (
 
 DIVIDEND_YIELDS = {"SPY": 0.013, "QQQ": 0.006, "IWM": 0.012}
 T_PLUS_ONE = dt.date(2024, 5, 28)  # from then on the record date is the ex-dividend date
+def record_id(*parts: str) -> str:
+    """A stable id in Polygon's shape ("E" and 64 hex digits); the spec requires one on every dividend and split."""
+    return "E" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 SPLITS = (  # SPY, QQQ and IWM never split; fictional tickers show the shape
-    {"execution_date": "2021-07-20", "split_from": 1, "split_to": 4, "ticker": "SBXA"},
-    {"execution_date": "2023-03-01", "split_from": 10, "split_to": 1, "ticker": "SBXB"},
+    {"execution_date": "2021-07-20", "id": record_id("split", "SBXA", "2021-07-20"), "split_from": 1, "split_to": 4,
+     "ticker": "SBXA"},
+    {"execution_date": "2023-03-01", "id": record_id("split", "SBXB", "2023-03-01"), "split_from": 10, "split_to": 1,
+     "ticker": "SBXB"},
 )
 
 
@@ -87,6 +95,7 @@ def all_dividends() -> tuple[dict[str, Any], ...]:
                         "dividend_type": "CD",
                         "ex_dividend_date": ex.isoformat(),
                         "frequency": 4,
+                        "id": record_id("dividend", ticker, ex.isoformat()),
                         "pay_date": pay.isoformat(),
                         "record_date": record.isoformat(),
                         "ticker": ticker,

@@ -12,6 +12,12 @@ What a client can and cannot know:
 - skip_page: next_url jumps over one page: its items are lost and nothing in the answer says so (Polygon's
   `count` is the page's size, not the total). Only a check on the data (bar coverage) can notice.
 - duplicate_bars / out_of_order_bars: the page's results repeated / shuffled (meant for aggregates).
+- no_results: the answer of a day without data (a vendor outage, a day before the plan's history): no results.
+- rename_field / drop_field / add_field / retype_field: schema drift, in every result item of the answer: a
+  field renamed (`field` -> `renamed_to`), left out, added (`field`, default "sandbox_extra"), or sent with
+  another JSON type (a number as a string, a string as a number). Without `field`, the seed picks one of the
+  first item's fields. The official client's models would hide all four (unknown fields dropped, absent ones
+  None); only the observed source schema shows them. `FaultPlan.drift` applies one to every request of a path.
 
 Pages only exist when a list is longer than a page: `FaultPlan.cap_page` makes the server answer with at
 most n items per page whatever `limit` the client asked for (as Polygon may), so paging faults can bite.
@@ -26,7 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 REPLACING_KINDS = ("status", "slow", "reset", "malformed")
-BODY_KINDS = ("truncated", "repeat_page", "skip_page", "duplicate_bars", "out_of_order_bars")
+DRIFT_KINDS = ("rename_field", "drop_field", "add_field", "retype_field")
+BODY_KINDS = ("truncated", "repeat_page", "skip_page", "duplicate_bars", "out_of_order_bars", "no_results",
+              *DRIFT_KINDS)
 KINDS = REPLACING_KINDS + BODY_KINDS
 
 
@@ -45,6 +53,8 @@ class Fault:
     retry_after_s: float | None = None
     delay_s: float = 0.0
     seed: int = 0
+    field: str | None = None  # the drift kinds' field
+    renamed_to: str | None = None  # rename_field's new name (default: the field + "_v2")
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,15 +72,47 @@ class Fault:
             rng.shuffle(results)
         elif self.kind == "out_of_order_bars":
             rng.shuffle(results)
+        elif self.kind == "no_results":
+            empty = {k: v for k, v in body.items() if k not in ("results", "next_url")}
+            return {**empty, **{k: 0 for k in ("queryCount", "resultsCount", "count") if k in body}}
+        elif self.kind in DRIFT_KINDS:
+            results = self._drifted(results, rng)
         else:
             return body
         return {**body, "results": results}
+
+    def _drifted(self, results: list, rng: random.Random) -> list:
+        first = results[0] if isinstance(results[0], dict) else {}
+        name = self.field or ("sandbox_extra" if self.kind == "add_field" else rng.choice(sorted(first) or ["-"]))
+        drifted = []
+        for item in results:
+            if not isinstance(item, dict) or (self.kind != "add_field" and name not in item):
+                drifted.append(item)
+                continue
+            item = dict(item)
+            if self.kind == "rename_field":
+                item[self.renamed_to or f"{name}_v2"] = item.pop(name)
+            elif self.kind == "drop_field":
+                del item[name]
+            elif self.kind == "add_field":
+                item[name] = "added by the sandbox"
+            else:
+                item[name] = _retyped(item[name])
+            drifted.append(item)
+        return drifted
 
     def cut(self, payload: bytes) -> bytes:
         """"truncated": the payload cut somewhere strictly inside it."""
         if len(payload) < 2:
             return b"{"
         return payload[: random.Random(self.seed).randrange(1, len(payload) - 1)]
+
+
+def _retyped(value: object) -> object:
+    """The same value as another JSON type: a string becomes a number, anything else its text."""
+    if isinstance(value, str):
+        return len(value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -91,6 +133,7 @@ class FaultPlan:
     def __init__(self, seed: int = 0) -> None:
         self._queues: dict[str, deque[Fault]] = {}
         self._page_caps: dict[str, int] = {}
+        self._drifts: dict[str, Fault] = {}
         self._schedule: _RandomSchedule | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -117,6 +160,13 @@ class FaultPlan:
     def burst(self, path_prefix: str, status: int, count: int, retry_after_s: float | None = None) -> None:
         self.add(path_prefix, *[Fault("status", status=status, retry_after_s=retry_after_s)] * count)
 
+    def drift(self, path_prefix: str, fault: Fault) -> None:
+        """Serve every answer under `path_prefix` with `fault` (a drift kind), as a changed API would."""
+        if fault.kind not in DRIFT_KINDS:
+            raise ValueError(f"{fault.kind!r} is not a drift kind: one of {', '.join(DRIFT_KINDS)}")
+        with self._lock:
+            self._drifts[path_prefix] = fault
+
     def cap_page(self, path_prefix: str, size: int) -> None:
         """Answer at most `size` items per page on paths under `path_prefix`."""
         if size < 1:
@@ -140,6 +190,9 @@ class FaultPlan:
         for prefix, queue in self._queues.items():
             if path.startswith(prefix) and queue:
                 return queue.popleft()
+        for prefix, fault in self._drifts.items():
+            if path.startswith(prefix):
+                return fault
         schedule = self._schedule
         if schedule is None or not any(path.startswith(p) for p in schedule.path_prefixes):
             return None
@@ -158,4 +211,5 @@ class FaultPlan:
         with self._lock:
             self._queues.clear()
             self._page_caps.clear()
+            self._drifts.clear()
             self._schedule = None

@@ -33,6 +33,25 @@ class Request:
 Handler = Callable[[Request, re.Match[str]], object]
 
 
+SOURCES = ("stocks", "options", "indices", "news", "reference")  # what Polygon sells separately
+NOT_ENTITLED_MESSAGE = "You are not entitled to this data. Please upgrade your plan at https://polygon.io/pricing"
+
+
+def data_source(path: str) -> str:
+    """Which of Polygon's separately sold data sets a request path reads."""
+    if path.startswith("/v2/aggs/ticker/"):
+        ticker = path.removeprefix("/v2/aggs/ticker/").split("/", 1)[0]
+        return "indices" if ticker.startswith("I:") else "options" if ticker.startswith("O:") else "stocks"
+    if path.startswith("/v1/open-close/"):
+        ticker = path.removeprefix("/v1/open-close/").split("/", 1)[0]
+        return "indices" if ticker.startswith("I:") else "options" if ticker.startswith("O:") else "stocks"
+    if path.startswith("/v3/reference/options"):
+        return "options"
+    if path.startswith("/v2/reference/news"):
+        return "news"
+    return "reference"
+
+
 def encode_cursor(state: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from spy_pipeline.sandbox import flatfiles
 from spy_pipeline.sandbox.faults import REPLACING_KINDS, Fault, FaultPlan
+from spy_pipeline.sandbox.http_api import NOT_ENTITLED_MESSAGE, SOURCES, data_source
 from spy_pipeline.sandbox.routes import ROUTES, ApiError, Request
 
 
@@ -32,6 +33,7 @@ class SandboxState:
     api_key: str
     faults: FaultPlan = field(default_factory=FaultPlan)
     today: dt.date | None = None
+    not_entitled: frozenset[str] = frozenset()  # data sets the key's "plan" lacks: HTTP 403, as Polygon answers
     requests: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     flat_files: flatfiles.FlatFileState | None = None  # the S3 endpoint's access key id, overrides and faults
@@ -70,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized(query, state.api_key):
             return self._finish(path, 401, _error_body(request_id, self._auth_message(query)))
         query.pop("apiKey", None)
+        if data_source(path) in state.not_entitled:
+            return self._finish(path, 403, _error_body(request_id, NOT_ENTITLED_MESSAGE, "NOT_AUTHORIZED"))
         fault = state.faults.take(path)
         if fault is not None and fault.kind in REPLACING_KINDS and self._apply_fault(fault, path, request_id):
             return None
@@ -190,12 +194,14 @@ class SandboxServer:
 
     def __init__(
         self, api_key: str, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
-        s3_access_key_id: str | None = None,
+        s3_access_key_id: str | None = None, not_entitled: tuple[str, ...] = (),
     ) -> None:
-        """`s3_access_key_id` also serves Polygon's Flat Files on the same port (path-style S3, sandbox/flatfiles)."""
+        """`s3_access_key_id` also serves Polygon's Flat Files on the same port (path-style S3, sandbox/flatfiles);
+        `not_entitled` names sources answered with 403 (see `deny`)."""
         self.state = SandboxState(api_key=api_key, today=today)
         if s3_access_key_id is not None:
             self.state.flat_files = flatfiles.FlatFileState(access_key_id=s3_access_key_id)
+        self.deny(*not_entitled)
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -208,6 +214,14 @@ class SandboxServer:
     def faults(self, plan: FaultPlan) -> None:
         """Swap the whole plan (a seeded `FaultPlan.random`, say)."""
         self.state.faults = plan
+
+    def deny(self, *sources: str) -> None:
+        """Answer 403 NOT_AUTHORIZED for these data sets (stocks, options, indices, news, reference), as Polygon
+        does for a plan that does not include them."""
+        unknown = [s for s in sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown data set(s) {unknown}: one of {', '.join(SOURCES)}")
+        self.state.not_entitled = frozenset(sources)
 
     @property
     def url(self) -> str:

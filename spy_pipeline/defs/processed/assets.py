@@ -15,9 +15,10 @@ from dagster import (
 from pydantic import Field
 
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
-from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, timing, written_table_schema
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
+from spy_pipeline.defs.raw.optional_source import MISSING_SOURCES_KEY, unavailable_reason
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
@@ -77,14 +78,19 @@ def consolidated(
     history = PolygonHistory(polygon.client, settings.equity_tickers)
     rate = config.risk_free_rate if config.risk_free_rate is not None else settings.risk_free_rate
     rows, files, sources, reasons, missing_history = 0, [], [], {}, {"indicators": 0, "news_sentiment": 0}
+    missing_sources: list[list] = []
     for day in days:
-        inputs = lake.consolidation_inputs(store.data_root, day, rate, history)
+        inputs = lake.consolidation_inputs(store.data_root, day, rate, history, settings.optional_sources)
         frame = consolidate_day(inputs)
         missing = missing_history_rows(frame, inputs)
         if any(missing.values()):
             context.log.warning(f"{day}: rows without the history their values need (null): {missing}; "
                                 f"previous trading day: {inputs.history}")
         rows += frame.height
+        for source in sorted(inputs.unavailable):
+            reason = unavailable_reason(context.instance, source, day) or f"no raw {source} file for {day}"
+            missing_sources.append([str(day), source, frame.height, reason])
+            context.log.warning(f"{day}: optional source {source} unavailable, its columns are null: {reason}")
         for code, count in frame["iv_reason"].value_counts().iter_rows():
             reasons[code] = reasons.get(code, 0) + count
         missing_history = {name: missing_history[name] + count for name, count in missing.items()}
@@ -110,9 +116,14 @@ def consolidated(
         ),
         "rows_missing_indicator_history": missing_history["indicators"],
         "rows_missing_news_history": missing_history["news_sentiment"],
-        "dagster/column_schema": table_schema(CONSOLIDATED),
+        "optional_sources_missing": markdown_table(
+            ["day", "source", "rows with null columns", "why"], missing_sources or [["-", "none", 0, "-"]]),
+        MISSING_SOURCES_KEY: MetadataValue.json(missing_sources),
         **timing(started, rows),
     }
+    if files:
+        metadata["dagster/column_schema"] = written_table_schema(
+            store.data_root, store.partition_path(days[-1], *lake.FOLDERS["consolidated"]), CONSOLIDATED)
     if len(days) == 1:
         metadata["dagster/row_count"] = rows
     return MaterializeResult(metadata=metadata)

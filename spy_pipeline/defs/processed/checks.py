@@ -5,6 +5,7 @@ from dagster import AssetChecksDefinition, AssetCheckSeverity, build_column_sche
 from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, schema_check
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.ml_assets import training_matches_pandas_type
+from spy_pipeline.defs.raw.optional_source import optional_sources_check
 from spy_pipeline.domain import quality
 
 CONSOLIDATED_FILES = DailyFiles(consolidated, "consolidated")
@@ -27,5 +28,6 @@ PROCESSED_CHECKS: list[AssetChecksDefinition] = [
         suffix="iv_availability",
     ),
     training_matches_pandas_type,
+    optional_sources_check(consolidated),
     *build_column_schema_change_checks(assets=[consolidated]),
 ]

@@ -1,5 +1,6 @@
 """Raw-layer assets. Each one fetches a range of trading days in one run and writes its own files."""
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 
@@ -16,9 +17,17 @@ from pydantic import Field
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.automation.retries import POLYGON_RETRY_POLICY
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, request_metadata, table_schema, timing
+from spy_pipeline.defs.metadata import (
+    dataset_metadata,
+    markdown_table,
+    request_metadata,
+    timing,
+    written_table_schema,
+)
 from spy_pipeline.defs.partitions import trading_day_partitions
+from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_metadata
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import MINUTE_BARS
 from spy_pipeline.io import flat_ingest, ingest
@@ -49,7 +58,8 @@ def partition_days(context: AssetExecutionContext) -> list:
 
 
 def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWritten], days: list) -> dict:
-    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span."""
+    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span (an optional
+    source that was unavailable writes no file)."""
     rows = sum(w.rows for w in written)
     metadata = {
         "partitions": len(days),
@@ -70,7 +80,7 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
     if bars:
         metadata["first_bar"] = MetadataValue.timestamp(min(w.first_bar for w in bars))
         metadata["last_bar"] = MetadataValue.timestamp(max(w.last_bar for w in bars))
-    if len(days) == 1:
+    if len(days) == 1 and written:
         metadata["dagster/row_count"] = rows
         metadata["path"] = MetadataValue.path(store.uri(written[0].path))
     return metadata
@@ -97,24 +107,41 @@ def source_metadata(written: Sequence[PartitionWritten], flat_before: dict, flat
 
 
 def _minute_bars_result(
-    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str]
+    context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource, tickers: list[str],
+    source: str | None = None,
 ) -> MaterializeResult:
+    """Fetch and write the bars of `tickers`; `source` names an optional source (vix) the day can do without."""
     started = time.monotonic()
     days = partition_days(context)
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     root = store.data_root
-    written = [w for ticker in tickers
-               for w in flat_ingest.ingest_minute_bars(polygon.client, polygon.flat_files, root, ticker, days)]
+    optional = source is not None and source in settings_with_logging().optional_sources
+    written, unavailable = [], {}
+    with observed_source_schema(polygon.client) as seen:
+        for ticker in tickers:
+            def fetch(days: Sequence[dt.date], ticker: str = ticker) -> list[PartitionWritten]:
+                return flat_ingest.ingest_minute_bars(polygon.client, polygon.flat_files, root, ticker, days)
+            if optional:
+                fetched, missing = optional_source.ingest_bars(fetch, days)
+                written += fetched
+                unavailable.update(missing)
+            else:
+                written += fetch(days)
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
-    return MaterializeResult(metadata={
+    schema_metadata = source_schema_metadata(seen)
+    metadata = {
         **written_metadata(store, written, days),
         **source_metadata(written, flat_before, polygon.flat_stats()),
-        "dagster/column_schema": table_schema(MINUTE_BARS),
+        **schema_metadata,
+        **optional_source.unavailable_metadata(source, unavailable, context),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
         **timing(started, sum(w.rows for w in written)),
-    })
+    }
+    if written:
+        metadata["dagster/column_schema"] = written_table_schema(root, written[-1].path, MINUTE_BARS)
+    return MaterializeResult(metadata=metadata)
 
 
 @asset(**RAW_ASSET_ARGS, metadata=dataset_metadata("spy"))
@@ -143,5 +170,8 @@ def raw_vix_bars(
     context: AssetExecutionContext, polygon: PolygonResource, store: ParquetStoreResource
 ) -> MaterializeResult:
     """I:VIX index minute values, 09:30 to 16:15 ET: open/high/low/close only (volume, vwap and
-    transactions are null: an index does not trade). One request per 40 days."""
-    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER])
+    transactions are null: an index does not trade). One request per 40 days.
+
+    Optional with SPY_PIPELINE_OPTIONAL_SOURCES=vix: a day the plan does not include (HTTP 403) or without
+    values gets no file, its reason in `source_unavailable`, and consolidated's VIX column stays null."""
+    return _minute_bars_result(context, polygon, store, [ingest.VIX_TICKER], source="vix")

@@ -1,4 +1,5 @@
-"""Asset checks on every raw dataset: schema (blocking), validity rules (blocking), coverage.
+"""Asset checks on every raw dataset: schema (blocking), validity rules (blocking), coverage, and what Polygon
+sent against its baseline (source schema, blocking).
 
 Each check reads the files of the partitions the run materialized (or, run alone, the partition
 range it was given, else the latest file) and attaches its figures per file as metadata, so a user
@@ -11,7 +12,8 @@ from spy_pipeline.defs.checks import DailyFiles, coverage_check, rules_check, sc
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
-from spy_pipeline.defs.raw.reference_assets import raw_news
+from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
+from spy_pipeline.defs.source_schema import source_schema_check
 from spy_pipeline.domain import quality
 from spy_pipeline.io.news import news_window
 
@@ -29,10 +31,10 @@ def _bar_checks(files: DailyFiles, minimum: float) -> list[AssetChecksDefinition
 
 
 SPY = DailyFiles(raw_spy_bars, "spy")
-VIX = DailyFiles(raw_vix_bars, "vix")
+VIX = DailyFiles(raw_vix_bars, "vix", optional_source="vix")
 CONTRACTS = DailyFiles(options_contracts, "contracts")
 OPTION_BARS = DailyFiles(raw_options_bars, "options")
-NEWS_FILES = DailyFiles(raw_news, "news")
+NEWS_FILES = DailyFiles(raw_news, "news", optional_source="news")
 
 RAW_CHECKS: list[AssetChecksDefinition] = [
     *_bar_checks(SPY, minimum=0.95),
@@ -50,6 +52,12 @@ RAW_CHECKS: list[AssetChecksDefinition] = [
     rules_check(NEWS_FILES, lambda frame, day: quality.news_violations(frame, news_window(day)),
                 "Article ids unique, published inside the partition's news window, sentiment in {-1, 0, 1}."),
     *FLAT_FILE_CHECKS,
+    source_schema_check(raw_spy_bars, "spy", "stock aggregates"),
+    source_schema_check(raw_vix_bars, "vix", "index aggregates"),
+    source_schema_check(options_contracts, "contracts", "options contracts"),
+    source_schema_check(raw_options_bars, "options", "option aggregates"),
+    source_schema_check(raw_news, "news", "news"),
+    source_schema_check(corporate_actions, "corporate_actions", "dividends, splits"),
     *build_column_schema_change_checks(assets=[raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars,
                                                raw_news]),
 ]

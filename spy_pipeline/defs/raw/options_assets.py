@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import dataset_metadata, request_metadata, table_schema, timing
+from spy_pipeline.defs.metadata import dataset_metadata, request_metadata, table_schema, timing, written_table_schema
 from spy_pipeline.defs.raw.assets import (
     RAW_ASSET_ARGS,
     partition_days,
@@ -15,6 +15,7 @@ from spy_pipeline.defs.raw.assets import (
     written_metadata,
 )
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
+from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_metadata
 from spy_pipeline.domain.chain import DEFAULT_MAX_REST_REQUESTS, ChainFilters
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
@@ -77,20 +78,23 @@ def options_contracts(
     days = partition_days(context)
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     mode = config.resolved_mode()
-    if mode == "chain":
-        written = flat_ingest.discover_chain(polygon.client, polygon.flat_files, store.data_root,
-                                             config.chain_filters(), days, config.max_rest_requests)
-        rest_cost = sum(w.rows for w in written if w.source == "rest")
-        if rest_cost:
-            context.log.info(f"the REST chain costs {rest_cost} bar requests in raw_options_bars")
-    else:
-        written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
+    with observed_source_schema(polygon.client) as seen:
+        if mode == "chain":
+            written = flat_ingest.discover_chain(polygon.client, polygon.flat_files, store.data_root,
+                                                 config.chain_filters(), days, config.max_rest_requests)
+            rest_cost = sum(w.rows for w in written if w.source == "rest")
+            if rest_cost:
+                context.log.info(f"the REST chain costs {rest_cost} bar requests in raw_options_bars")
+        else:
+            written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
+    schema_metadata = source_schema_metadata(seen)
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
         **source_metadata(written, flat_before, polygon.flat_stats()),
         "mode": mode,
         "contracts_per_day": round(sum(w.rows for w in written) / len(days), 1),
-        "dagster/column_schema": table_schema(OPTIONS_CONTRACTS),
+        "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, OPTIONS_CONTRACTS),
+        **schema_metadata,
         **request_metadata(before, polygon.client.stats.snapshot()),
         **timing(started, sum(w.rows for w in written)),
     })
@@ -110,12 +114,16 @@ def raw_options_bars(
     started = time.monotonic()
     days = partition_days(context)
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
-    written = flat_ingest.ingest_options_bars(polygon.client, polygon.flat_files, store.data_root, days)
+    with observed_source_schema(polygon.client) as seen:
+        written = flat_ingest.ingest_options_bars(polygon.client, polygon.flat_files, store.data_root, days)
     after = polygon.client.stats.snapshot()
+    schema_metadata = source_schema_metadata(seen)
     return MaterializeResult(metadata={
         **written_metadata(store, written, days),
         **source_metadata(written, flat_before, polygon.flat_stats()),
-        "dagster/column_schema": table_schema(MINUTE_BARS),
+        "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, MINUTE_BARS)
+        if written else table_schema(MINUTE_BARS),
+        **schema_metadata,
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
         **timing(started, sum(w.rows for w in written)),

@@ -71,9 +71,13 @@ def stream_market_session(
             # whatever the start time, the day's bars from the pre-market open on come first from REST
             fill_from=cal.session_bounds(day).pre_market_open,
         )
-        result = run_interruptibly(
-            lambda stop: run_stream_session(stream_config, root, endpoint.clock, polygon.client, stop)
-        )
+        with polygon.client.schemas.capture() as seen:  # the raw events' fields, for schema drift
+            result = run_interruptibly(
+                lambda stop: run_stream_session(stream_config, root, endpoint.clock, polygon.client, stop)
+            )
+    drift = [line for d in seen.drifts() for line in (*d.blocking, *d.warnings)]
+    for line in drift:
+        context.log.warning(f"source schema drift: {line}")
     stats = result.stats
     context.add_output_metadata({
         "day": day.isoformat(),
@@ -90,6 +94,8 @@ def stream_market_session(
         "news_articles": result.news_articles,
         "heartbeat": MetadataValue.path(root.uri(result.heartbeat_path)),
         "wall_seconds": round(result.wall_seconds, 2),
+        "source_schema": MetadataValue.json(seen.to_json()),
+        "source_schema_drift": "\n".join(drift) or "none",
     })
     return {"day": day.isoformat(), "reason": result.reason, "contracts": list(tickers)}
 

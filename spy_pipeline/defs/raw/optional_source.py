@@ -1,0 +1,96 @@
+"""Optional sources (SPY_PIPELINE_OPTIONAL_SOURCES=vix,news): a day without them is not a failed day.
+
+Polygon sells stocks, options, indices and news separately. When an optional source is not entitled (HTTP 403)
+or has no data for a day, its raw asset writes no file for that day and says why in `source_unavailable`
+(day -> one line); consolidated then leaves the source's columns null, records why, and warns. A required
+source fails as before.
+"""
+
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DagsterInstance,
+    MetadataValue,
+    asset_check,
+)
+
+from spy_pipeline.defs.source_schema import materialization_metadata
+from spy_pipeline.io.ingest import PartitionWritten
+from spy_pipeline.polygon.errors import EmptyDataError, PolygonEntitlementError
+
+UNAVAILABLE_KEY = "source_unavailable"
+MISSING_SOURCES_KEY = "optional_sources_missing_rows"  # consolidated: [day, source, rows, why] per missing source
+RAW_ASSETS = {"vix": "raw_vix_bars", "news": "raw_news"}
+
+
+def ingest_bars(
+    fetch: Callable[[Sequence[dt.date]], list[PartitionWritten]], days: Sequence[dt.date]
+) -> tuple[list[PartitionWritten], dict[dt.date, str]]:
+    """`fetch(days)` (one ticker's minute bars), keeping the good days: (written, reason per day without bars)."""
+    try:
+        return fetch(days), {}
+    except PolygonEntitlementError as exc:
+        return [], dict.fromkeys(days, str(exc))
+    except EmptyDataError:
+        pass  # some day of the range is empty: day by day, so the others are kept
+    written: list[PartitionWritten] = []
+    missing: dict[dt.date, str] = {}
+    for day in days:
+        try:
+            written += fetch([day])
+        except (EmptyDataError, PolygonEntitlementError) as exc:
+            missing[day] = str(exc)
+    return written, missing
+
+
+def unavailable_metadata(
+    source: str | None, unavailable: dict[dt.date, str], context: AssetExecutionContext
+) -> dict[str, Any]:
+    if source is None:
+        return {}
+    for day, reason in sorted(unavailable.items()):
+        context.log.warning(f"{day}: optional source {source} unavailable, no file written: {reason}")
+    return {
+        UNAVAILABLE_KEY: MetadataValue.json({str(day): reason for day, reason in sorted(unavailable.items())}),
+        "unavailable_days": len(unavailable),
+    }
+
+
+def unavailable_reason(instance: DagsterInstance, source: str, day: dt.date) -> str | None:
+    """Why `source` has no file for `day`, as its raw asset's latest materialization of that day recorded."""
+    metadata = materialization_metadata(instance, AssetKey(RAW_ASSETS[source]), day.isoformat()) or {}
+    reasons = metadata.get(UNAVAILABLE_KEY)
+    return reasons.get(day.isoformat()) if isinstance(reasons, dict) else None
+
+
+def optional_sources_check(consolidated: AssetsDefinition) -> AssetChecksDefinition:
+    @asset_check(
+        asset=consolidated, name="consolidated_optional_sources",
+        description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
+                    "the days whose VIX or news columns are null, why, and the rows affected.",
+    )
+    def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        run = context.op_execution_context
+        partition = run.partition_key_range.end if run.has_partition_key_range else (
+            run.partition_key if run.has_partition_key else None)
+        metadata = materialization_metadata(context.instance, consolidated.key, partition) or {}
+        missing = metadata.get(MISSING_SOURCES_KEY) or []
+        return AssetCheckResult(
+            passed=not missing, severity=AssetCheckSeverity.WARN,
+            description="; ".join(f"{day} {source}: {why}" for day, source, _, why in missing) or None,
+            metadata={"days_affected": len({row[0] for row in missing}),
+                      "rows_without_vix": sum(row[2] for row in missing if row[1] == "vix"),
+                      "rows_without_news": sum(row[2] for row in missing if row[1] == "news")},
+        )
+
+    return check
