@@ -4,6 +4,7 @@ from dagster import AssetSelection, Definitions, define_asset_job
 
 from spy_pipeline.defs.alerts import ALERT_ASSETS, ALERT_SENSORS, NotifierResource
 from spy_pipeline.defs.automation import SENSORS
+from spy_pipeline.defs.automation.held_back import held_back_days_sensor
 from spy_pipeline.defs.operations import OPERATIONS_ASSETS, OPERATIONS_JOBS, OPERATIONS_SCHEDULES
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
@@ -45,6 +46,6 @@ defs = Definitions(
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
     jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS, *STREAMING_JOBS],
     schedules=[*OPERATIONS_SCHEDULES, *STREAMING_SCHEDULES],
-    sensors=[*SENSORS, *STREAMING_SENSORS, *ALERT_SENSORS],
+    sensors=[*SENSORS, held_back_days_sensor(daily_backfill_job, DAILY_ASSETS), *STREAMING_SENSORS, *ALERT_SENSORS],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource(), "notifier": NotifierResource()},
 )

@@ -6,6 +6,7 @@ Backed by exchange_calendars' XNYS calendar (holidays, unscheduled closures, 13:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -125,6 +126,18 @@ def previous_trading_day(day: dt.date | str) -> dt.date:
     if index == 0:
         raise TradingCalendarError(f"no trading day before {day} in the calendar")
     return sessions[index - 1].date()
+
+
+def consecutive_runs(days: Iterable[dt.date | str]) -> list[tuple[dt.date, dt.date]]:
+    """(first, last) of each run of consecutive trading days among `days`: 01-13, 01-15, 01-16 (01-14 left
+    out) -> [(01-13, 01-13), (01-15, 01-16)]; a weekend or holiday does not break a run."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted({require_trading_day(d) for d in days}):
+        if runs and previous_trading_day(day) == runs[-1][1]:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def closed_weekdays(start: dt.date | str, end: dt.date | str) -> list[dt.date]:

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
 from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, timing, written_table_schema
+from spy_pipeline.defs.partial_ranges import file_metadata, finish_range
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.optional_source import MISSING_SOURCES_KEY, unavailable_reason
@@ -78,6 +79,7 @@ def consolidated(
     history = PolygonHistory(polygon.client, settings.equity_tickers)
     rate = config.risk_free_rate if config.risk_free_rate is not None else settings.risk_free_rate
     rows, files, sources, reasons, missing_history = 0, [], [], {}, {"indicators": 0, "news_sentiment": 0}
+    by_day: dict = {}
     missing_sources: list[list] = []
     for day in days:
         inputs = lake.consolidation_inputs(store.data_root, day, rate, history, settings.optional_sources)
@@ -102,6 +104,14 @@ def consolidated(
             "previous_day": inputs.history,
             "rows_missing_history": missing,
         })
+        ok = int((frame["iv_reason"] == 0).sum())
+        by_day[day] = file_metadata(
+            store, "consolidated", day, files[-1], partitions=1, contracts=files[-1]["contracts"],
+            iv_nan_share=round(1 - ok / frame.height, 4) if frame.height else 0.0,
+            rows_missing_indicator_history=missing["indicators"],
+            rows_missing_news_history=missing["news_sentiment"],
+            previous_day=MetadataValue.json(inputs.history),
+        )
     metadata = {
         "partitions": len(days),
         "rows": rows,
@@ -124,6 +134,4 @@ def consolidated(
     if files:
         metadata["dagster/column_schema"] = written_table_schema(
             store.data_root, store.partition_path(days[-1], *lake.FOLDERS["consolidated"]), CONSOLIDATED)
-    if len(days) == 1:
-        metadata["dagster/row_count"] = rows
-    return MaterializeResult(metadata=metadata)
+    return finish_range(context, days, metadata, by_day)

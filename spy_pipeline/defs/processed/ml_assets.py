@@ -19,6 +19,7 @@ from pydantic import Field
 
 from spy_pipeline.defs.checks import checked_days
 from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, timing
+from spy_pipeline.defs.partial_ranges import file_metadata, finish_range
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
 from spy_pipeline.defs.raw.assets import partition_days, raw_spy_bars
 from spy_pipeline.defs.resources import ParquetStoreResource
@@ -46,7 +47,7 @@ def training_dataset(
     target_1 ... target_N; same day only; a minute without a bar stays null unless forward_fill)."""
     started = time.monotonic()
     days = partition_days(context)
-    files, kept, dropped = [], 0, 0
+    files, kept, dropped, by_day = [], 0, 0, {}
     for day in days:
         rows = lake.read_day(store.data_root, "consolidated", day)
         frame = forward_targets(
@@ -58,17 +59,17 @@ def training_dataset(
             forward_fill=config.forward_fill,
         )
         files.append(store.write_day(frame, day, "training"))
+        by_day[day] = file_metadata(store, "training", day, files[-1],
+                                    rows_dropped_for_missing_targets=rows.height - frame.height)
         kept, dropped = kept + frame.height, dropped + rows.height - frame.height
-    return MaterializeResult(
-        metadata={
-            "partitions": len(days),
-            "rows": kept,
-            "rows_dropped_for_missing_targets": dropped,
-            "horizon_minutes": config.horizon_minutes,
-            "written_files": MetadataValue.json(files),
-            **timing(started, kept),
-        }
-    )
+    return finish_range(context, days, {
+        "partitions": len(days),
+        "rows": kept,
+        "rows_dropped_for_missing_targets": dropped,
+        "horizon_minutes": config.horizon_minutes,
+        "written_files": MetadataValue.json(files),
+        **timing(started, kept),
+    }, by_day)
 
 
 @asset(**PROCESSED_ASSET_ARGS, deps=[consolidated, raw_spy_bars], metadata=dataset_metadata("features"))
@@ -77,7 +78,7 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, store: Parq
     SPY bars), each contract's IV change over the lags, ATM IV and IV minus ATM IV."""
     started = time.monotonic()
     days = partition_days(context)
-    files, rows = [], 0
+    files, rows, by_day = [], 0, {}
     for day in days:
         spy_grid = spy_minute_grid(lake.read_day(store.data_root, "spy", day), day)
         consolidated_rows = lake.read_day(store.data_root, "consolidated", day)
@@ -89,16 +90,16 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, store: Parq
                 f"{k}m": frame[f"spy_pct_change_{k}m"].null_count() for k in config.lags_minutes
             },
         })
+        by_day[day] = file_metadata(store, "features", day, files[-1],
+                                    rows_without_spy_change=MetadataValue.json(files[-1]["rows_without_spy_change"]))
         rows += frame.height
-    return MaterializeResult(
-        metadata={
-            "partitions": len(days),
-            "rows": rows,
-            "lags_minutes": str(config.lags_minutes),
-            "written_files": MetadataValue.json(files),
-            **timing(started, rows),
-        }
-    )
+    return finish_range(context, days, {
+        "partitions": len(days),
+        "rows": rows,
+        "lags_minutes": str(config.lags_minutes),
+        "written_files": MetadataValue.json(files),
+        **timing(started, rows),
+    }, by_day)
 
 
 def _nullable_float(name: str) -> PandasColumn:

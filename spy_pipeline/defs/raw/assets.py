@@ -24,6 +24,7 @@ from spy_pipeline.defs.metadata import (
     timing,
     written_table_schema,
 )
+from spy_pipeline.defs.partial_ranges import fetch_day_by_day, finish_range, written_by_day
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
@@ -80,9 +81,6 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
     if bars:
         metadata["first_bar"] = MetadataValue.timestamp(min(w.first_bar for w in bars))
         metadata["last_bar"] = MetadataValue.timestamp(max(w.last_bar for w in bars))
-    if len(days) == 1 and written:
-        metadata["dagster/row_count"] = rows
-        metadata["path"] = MetadataValue.path(store.uri(written[0].path))
     return metadata
 
 
@@ -116,24 +114,22 @@ def _minute_bars_result(
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     root = store.data_root
     optional = source is not None and source in settings_with_logging().optional_sources
-    written, unavailable = [], {}
+    written: list[PartitionWritten] = []
+    without_data: dict[dt.date, Exception] = {}  # optional source: unavailable; required: failed days
     with observed_source_schema(polygon.client) as seen:
         for ticker in tickers:
             def fetch(days: Sequence[dt.date], ticker: str = ticker) -> list[PartitionWritten]:
                 return flat_ingest.ingest_minute_bars(polygon.client, polygon.flat_files, root, ticker, days)
-            if optional:
-                fetched, missing = optional_source.ingest_bars(fetch, days)
-                written += fetched
-                unavailable.update(missing)
-            else:
-                written += fetch(days)
+            fetched, missing = fetch_day_by_day(fetch, days)
+            written += fetched
+            without_data.update(missing)
+    unavailable, failed = ({d: str(e) for d, e in without_data.items()}, {}) if optional else ({}, without_data)
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
-    schema_metadata = source_schema_metadata(seen)
     metadata = {
         **written_metadata(store, written, days),
         **source_metadata(written, flat_before, polygon.flat_stats()),
-        **schema_metadata,
+        **source_schema_metadata(seen),
         **optional_source.unavailable_metadata(source, unavailable, context),
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
@@ -141,7 +137,7 @@ def _minute_bars_result(
     }
     if written:
         metadata["dagster/column_schema"] = written_table_schema(root, written[-1].path, MINUTE_BARS)
-    return MaterializeResult(metadata=metadata)
+    return finish_range(context, days, metadata, written_by_day(root, written), failed)
 
 
 @asset(**RAW_ASSET_ARGS, metadata=dataset_metadata("spy"))

@@ -8,7 +8,6 @@ source fails as before.
 
 
 import datetime as dt
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from dagster import (
@@ -25,32 +24,10 @@ from dagster import (
 )
 
 from spy_pipeline.defs.source_schema import materialization_metadata
-from spy_pipeline.io.ingest import PartitionWritten
-from spy_pipeline.polygon.errors import EmptyDataError, PolygonEntitlementError
 
 UNAVAILABLE_KEY = "source_unavailable"
 MISSING_SOURCES_KEY = "optional_sources_missing_rows"  # consolidated: [day, source, rows, why] per missing source
 RAW_ASSETS = {"vix": "raw_vix_bars", "news": "raw_news"}
-
-
-def ingest_bars(
-    fetch: Callable[[Sequence[dt.date]], list[PartitionWritten]], days: Sequence[dt.date]
-) -> tuple[list[PartitionWritten], dict[dt.date, str]]:
-    """`fetch(days)` (one ticker's minute bars), keeping the good days: (written, reason per day without bars)."""
-    try:
-        return fetch(days), {}
-    except PolygonEntitlementError as exc:
-        return [], dict.fromkeys(days, str(exc))
-    except EmptyDataError:
-        pass  # some day of the range is empty: day by day, so the others are kept
-    written: list[PartitionWritten] = []
-    missing: dict[dt.date, str] = {}
-    for day in days:
-        try:
-            written += fetch([day])
-        except (EmptyDataError, PolygonEntitlementError) as exc:
-            missing[day] = str(exc)
-    return written, missing
 
 
 def unavailable_metadata(

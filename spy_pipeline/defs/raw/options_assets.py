@@ -1,12 +1,15 @@
 """Options: the day's contracts (discovered around the open) and their minute bars."""
 
+import datetime as dt
 import time
+from collections.abc import Sequence
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
 from spy_pipeline.defs.metadata import dataset_metadata, request_metadata, table_schema, timing, written_table_schema
+from spy_pipeline.defs.partial_ranges import fetch_day_by_day, finish_range, written_by_day
 from spy_pipeline.defs.raw.assets import (
     RAW_ASSET_ARGS,
     partition_days,
@@ -20,6 +23,7 @@ from spy_pipeline.domain.chain import DEFAULT_MAX_REST_REQUESTS, ChainFilters
 from spy_pipeline.domain.schemas import MINUTE_BARS, OPTIONS_CONTRACTS
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
 from spy_pipeline.io import flat_ingest, ingest
+from spy_pipeline.io.ingest import PartitionWritten
 
 
 class ContractSelectionConfig(Config):
@@ -78,26 +82,33 @@ def options_contracts(
     days = partition_days(context)
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     mode = config.resolved_mode()
-    with observed_source_schema(polygon.client) as seen:
+
+    def discover(days: Sequence[dt.date]) -> list[PartitionWritten]:
         if mode == "chain":
-            written = flat_ingest.discover_chain(polygon.client, polygon.flat_files, store.data_root,
-                                                 config.chain_filters(), days, config.max_rest_requests)
-            rest_cost = sum(w.rows for w in written if w.source == "rest")
-            if rest_cost:
-                context.log.info(f"the REST chain costs {rest_cost} bar requests in raw_options_bars")
-        else:
-            written = ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
+            return flat_ingest.discover_chain(polygon.client, polygon.flat_files, store.data_root,
+                                              config.chain_filters(), days, config.max_rest_requests)
+        return ingest.discover_contracts(polygon.client, store.data_root, config.to_selection(), days)
+
+    with observed_source_schema(polygon.client) as seen:
+        written, failed = fetch_day_by_day(discover, days)
+    rest_cost = sum(w.rows for w in written if w.source == "rest") if mode == "chain" else 0
+    if rest_cost:
+        context.log.info(f"the REST chain costs {rest_cost} bar requests in raw_options_bars")
     schema_metadata = source_schema_metadata(seen)
-    return MaterializeResult(metadata={
+    by_day = written_by_day(store.data_root, written)
+    for entry in by_day.values():
+        entry["contracts_per_day"] = entry["rows"]
+    return finish_range(context, days, {
         **written_metadata(store, written, days),
         **source_metadata(written, flat_before, polygon.flat_stats()),
         "mode": mode,
         "contracts_per_day": round(sum(w.rows for w in written) / len(days), 1),
-        "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, OPTIONS_CONTRACTS),
+        "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, OPTIONS_CONTRACTS)
+        if written else table_schema(OPTIONS_CONTRACTS),
         **schema_metadata,
         **request_metadata(before, polygon.client.stats.snapshot()),
         **timing(started, sum(w.rows for w in written)),
-    })
+    }, by_day, failed)
 
 
 @asset(**RAW_ASSET_ARGS, deps=[options_contracts], metadata=dataset_metadata("options"))
@@ -115,10 +126,12 @@ def raw_options_bars(
     days = partition_days(context)
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     with observed_source_schema(polygon.client) as seen:
-        written = flat_ingest.ingest_options_bars(polygon.client, polygon.flat_files, store.data_root, days)
+        written, failed = fetch_day_by_day(
+            lambda days: flat_ingest.ingest_options_bars(polygon.client, polygon.flat_files, store.data_root, days),
+            days)
     after = polygon.client.stats.snapshot()
     schema_metadata = source_schema_metadata(seen)
-    return MaterializeResult(metadata={
+    return finish_range(context, days, {
         **written_metadata(store, written, days),
         **source_metadata(written, flat_before, polygon.flat_stats()),
         "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, MINUTE_BARS)
@@ -127,4 +140,4 @@ def raw_options_bars(
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
         **timing(started, sum(w.rows for w in written)),
-    })
+    }, written_by_day(store.data_root, written), failed)

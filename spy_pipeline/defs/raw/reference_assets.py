@@ -16,6 +16,7 @@ from spy_pipeline.defs.metadata import (
     timing,
     written_table_schema,
 )
+from spy_pipeline.defs.partial_ranges import finish_range, written_by_day
 from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.raw.assets import POLYGON_POOL, RAW_ASSET_ARGS, partition_days, written_metadata
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
@@ -77,7 +78,10 @@ def raw_news(
     }
     if written:
         metadata["dagster/column_schema"] = written_table_schema(store.data_root, written[-1].path, NEWS)
-    return MaterializeResult(metadata=metadata)
+    by_day = written_by_day(store.data_root, written)
+    for entry in by_day.values():
+        entry["articles"] = entry["rows"]
+    return finish_range(context, days, metadata, by_day)
 
 
 @asset(group_name="raw", pool=POLYGON_POOL, kinds={"polygon", "parquet"}, retry_policy=POLYGON_RETRY_POLICY,
