@@ -227,7 +227,7 @@ def test_a_republished_object_is_noticed(flat_env: SandboxServer, data_dir: Path
     from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
 
     spy_checks = [c for c in FLAT_FILE_CHECKS if any(k.asset_key.path == ["raw_spy_bars"] for k in c.check_keys)]
-    assert len(spy_checks) == 2
+    assert len(spy_checks) == 3
     with DagsterInstance.ephemeral() as instance:
         first = _run(instance, [raw_spy_bars, *spy_checks])
         assert all(e.passed for e in first.get_asset_check_evaluations())
@@ -290,3 +290,37 @@ def test_a_chain_day_from_flat_files_goes_through_consolidated_and_training(flat
     assert frame.filter(pl.col("iv_reason") == 0).height > frame.height // 2  # greeks on most rows
     training = pl.read_parquet(data_dir / "processed" / "training" / f"{DAY}.parquet")
     assert training.height > 0 and set(training["ticker"]) <= set(frame["ticker"])
+
+
+def test_a_renamed_header_column_fails_naming_it_and_writes_nothing(flat_env: SandboxServer, data_dir: Path) -> None:
+    key = object_key(STOCKS_DATASET, DAY)
+    text = gzip.decompress(sandbox_files.day_file(STOCKS_DATASET, DAY)).decode()
+    header, rest = text.split("\n", 1)
+    flat_env.state.flat_files.objects[key] = gzip.compress((header.replace("close", "close_price") + "\n" + rest)
+                                                           .encode())
+    with DagsterInstance.ephemeral() as instance:
+        result = _run(instance, [raw_spy_bars], source="flat_files", raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error_display_string
+    assert "header drift: documented column(s) close missing, new: close_price" in message
+    assert _files(data_dir) == []
+
+
+def test_a_new_header_column_is_ignored_and_reported_by_a_warning_check(
+    flat_env: SandboxServer, data_dir: Path, tmp_path: Path
+) -> None:
+    from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
+
+    checks = [c for c in FLAT_FILE_CHECKS if any(k.asset_key.path == ["raw_spy_bars"] for k in c.check_keys)]
+    with DagsterInstance.ephemeral() as instance:
+        _run(instance, [raw_spy_bars], source="flat_files")
+    expected = pl.read_parquet(data_dir / "raw" / "spy" / f"{DAY}.parquet")
+    key = object_key(STOCKS_DATASET, DAY)
+    rows = sandbox_files.day_rows(STOCKS_DATASET, DAY).with_columns(vwap=pl.lit(1.5), otc=pl.lit("x"))
+    flat_env.state.flat_files.objects[key] = gzip.compress(rows.write_csv().encode())
+    with DagsterInstance.ephemeral() as instance:
+        result = _run(instance, [raw_spy_bars, *checks], source="flat_files")
+    assert pl.read_parquet(data_dir / "raw" / "spy" / f"{DAY}.parquet").equals(expected)
+    [header] = [e for e in result.get_asset_check_evaluations() if e.check_name == "flat_file_header"]
+    assert not header.passed and header.severity.value == "WARN"
+    assert header.description == f"{key}: new column(s) vwap, otc (ignored)"

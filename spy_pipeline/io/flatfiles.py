@@ -12,6 +12,7 @@ exactly (minute starts are whole microseconds).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -66,6 +67,7 @@ class DayFile:
     bars: pl.DataFrame
     bad_rows: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: int = 0
+    new_columns: tuple[str, ...] = ()  # header columns the documented layout does not have (drift: ignored)
 
     @property
     def bad_row_count(self) -> int:
@@ -73,27 +75,30 @@ class DayFile:
 
     def metadata(self) -> dict[str, object]:
         return {"key": self.info.key, "etag": self.info.etag, "bytes": self.info.size, "rows_read": self.rows_read,
-                **{f"bad_{kind}": self.bad_rows.get(kind, 0) for kind in BAD_ROW_KINDS}}
+                **{f"bad_{kind}": self.bad_rows.get(kind, 0) for kind in BAD_ROW_KINDS},
+                "new_columns": list(self.new_columns)}
 
 
 def read_day(client: FlatFilesClient, day: dt.date, tickers: frozenset[str] = frozenset(),
              option_underlying: str | None = None) -> DayFile:
     """GET the day's object holding `tickers` (or the `option_underlying`'s contracts) and keep only their rows."""
     dataset = OPTIONS_DATASET if option_underlying else dataset_for(next(iter(tickers)))
+    documented = _INDEX_COLUMNS if dataset == INDICES_DATASET else tuple(_TYPES)
     with client.open(object_key(dataset, day)) as (info, body):
-        rows_read, kept = _filtered_rows(body, info.key, tickers, option_underlying)
-    return _day_file(day, info, rows_read, kept, option_underlying)
+        rows_read, kept, new_columns = _filtered_rows(body, info.key, tickers, option_underlying, documented)
+    return dataclasses.replace(_day_file(day, info, rows_read, kept, option_underlying), new_columns=new_columns)
 
 
 def _filtered_rows(body: BinaryIO, key: str, tickers: frozenset[str], option_underlying: str | None,
-                   ) -> tuple[int, pa.Table]:
+                   documented: tuple[str, ...] = tuple(_TYPES)) -> tuple[int, pa.Table, tuple[str, ...]]:
     """Decompress in BLOCK_BYTES blocks of whole lines; parse only the blocks that can hold a wanted row.
 
     Parsing every CSV field costs several times the decompression, and a partition needs a few % of an OPRA
     day, so a block is first searched as bytes (C speed) for a line starting with a wanted ticker (`\nSPY,`)
     or the option prefix (`\nO:SPY`): only blocks with a hit are parsed and filtered exactly. Every block,
     parsed or not, must have the header's number of fields on each line (commas counted), so a file broken
-    anywhere fails, not only where our rows are; a truncated gzip fails in the decompressor.
+    anywhere fails, not only where our rows are; a truncated gzip fails in the decompressor. A header without
+    a `documented` column fails naming it; columns beyond them are ignored and returned (drift to report).
     """
     stream = pa.input_stream(body, compression="gzip")
     needles = [b"\nO:" + option_underlying.encode()] if option_underlying else [
@@ -101,8 +106,11 @@ def _filtered_rows(body: BinaryIO, key: str, tickers: frozenset[str], option_und
     try:
         header, rest = _header(stream, key)
         columns = header.decode().split(",")
+        new_columns = _header_drift(key, columns, documented)
+        known = [c for c in columns if c in documented]
         commas = len(columns) - 1
-        options = pcsv.ConvertOptions(column_types={c: _TYPES[c] for c in columns}, strings_can_be_null=False)
+        options = pcsv.ConvertOptions(column_types={c: _TYPES[c] for c in known}, include_columns=known,
+                                      strings_can_be_null=False)
         wanted = pa.array(sorted(tickers), pa.string())
         rows_read, tables = 0, []
         while True:
@@ -128,9 +136,9 @@ def _filtered_rows(body: BinaryIO, key: str, tickers: frozenset[str], option_und
                 names, value_set=wanted)
             tables.append(table.filter(mask))
         if not tables:
-            empty = {c: pa.array([], _TYPES[c]) for c in columns}
-            return rows_read, pa.table(empty)
-        return rows_read, pa.concat_tables(tables)
+            empty = {c: pa.array([], _TYPES[c]) for c in known}
+            return rows_read, pa.table(empty), new_columns
+        return rows_read, pa.concat_tables(tables), new_columns
     except (PolygonUnavailableError, FlatFileFormatError):
         raise
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, KeyError) as exc:
@@ -140,12 +148,24 @@ def _filtered_rows(body: BinaryIO, key: str, tickers: frozenset[str], option_und
 
 
 def _header(stream: pa.NativeFile, key: str) -> tuple[bytes, bytes]:
-    """The header line (checked against the documented columns) and the bytes read after it."""
+    """The header line and the bytes read after it."""
     start = stream.read(1 << 16)
     header, newline, rest = start.partition(b"\n")
-    if not newline or header.decode() not in (",".join(_TYPES), ",".join(_INDEX_COLUMNS)):
-        raise FlatFileFormatError(f"{key} does not start with the documented header: {header[:120]!r}")
+    if not newline or not header.startswith(b"ticker,"):
+        raise FlatFileFormatError(f"{key} does not start with a header of minute aggregates: {header[:120]!r}")
     return header, rest
+
+
+def _header_drift(key: str, columns: list[str], documented: tuple[str, ...]) -> tuple[str, ...]:
+    """The header's columns beyond `documented`; a documented column missing (dropped or renamed) fails."""
+    new = tuple(c for c in columns if c not in documented)
+    missing = [c for c in documented if c not in columns]
+    if missing or len(set(columns)) != len(columns):
+        raise FlatFileFormatError(
+            f"{key}: header drift: documented column(s) {', '.join(missing) or '(none)'} missing"
+            f"{', new: ' + ', '.join(new) if new else ''}{'; duplicate columns' if not missing else ''} "
+            f"(header: {','.join(columns)[:200]})")
+    return new
 
 
 def _day_file(day: dt.date, info: ObjectInfo, rows_read: int, table: pa.Table, option_underlying: str | None,

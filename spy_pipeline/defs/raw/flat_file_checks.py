@@ -4,6 +4,8 @@
   non-positive prices, unparseable tickers) stays at most MAX_BAD_ROW_SHARE; above it the file is suspect.
 - flat_file_current (warning): each object the partition came from still has the ETag it had: a new ETag
   means the provider republished the day and the partition should be materialized again.
+- flat_file_header (warning): the objects' CSV headers had no column beyond the documented ones (a documented
+  column missing or renamed already failed the materialization, naming it: io/flatfiles.py).
 """
 
 from dagster import (
@@ -53,7 +55,19 @@ def _checks(asset: AssetsDefinition) -> list[AssetChecksDefinition]:
         return AssetCheckResult(passed=not changed, severity=AssetCheckSeverity.WARN,
                                 metadata={"objects": len(objects), "changed": changed})
 
-    return [bad_rows, current]
+    @asset_check(asset=asset, name="flat_file_header",
+                 description="The flat files' CSV headers have no columns beyond the documented ones.")
+    def header(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        objects = _latest_metadata(context, asset).get("flat_files") or []
+        drifted = {o["key"]: o["new_columns"] for o in objects if o.get("new_columns")}
+        return AssetCheckResult(
+            passed=not drifted, severity=AssetCheckSeverity.WARN,
+            description="; ".join(f"{key}: new column(s) {', '.join(cols)} (ignored)" for key, cols in drifted.items())
+            or None,
+            metadata={"objects": len(objects), "new_columns": drifted},
+        )
+
+    return [bad_rows, current, header]
 
 
 FLAT_FILE_CHECKS: list[AssetChecksDefinition] = [
