@@ -8,8 +8,10 @@ it equals `movement_events` on them (same floors, same definitions, see scanner.
 
 Late bars. A bar at or before its contract's latest bar (a REST gap fill after a reconnect, or a revision of a
 bar that already landed) changes the past: that contract-day alone is replayed from its stored bars (kept as two
-compact arrays, 16 bytes a bar). Events it starts are reported like any other; an event reported earlier stays
-reported (an alert cannot be taken back) even if the replay no longer has it.
+compact arrays, 16 bytes a bar). Events it starts are reported like any other; an event reported earlier that
+the replay no longer has (e.g. the late bar lowered the window's minimum, so the move is part of an earlier
+event) is listed in `withdrawn`: its alert went out and cannot be taken back. In a streaming session this happens
+when a REST gap fill brings minutes before bars already streamed (at the start, or after a reconnect).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class IncrementalScanner:
         self._contracts: dict[tuple[str, dt.date], _ContractDay] = {}
         self.bars = 0  # scanned bars taken
         self.replays = 0  # contract-days replayed for a late bar
+        # (ticker, start_ms) of events reported by `update` that a late bar then undid (they were alerted)
+        self.withdrawn: set[tuple[str, int]] = set()
 
     def update(self, bars: pl.DataFrame, *, price_column: str = "close", volume_column: str = "volume") -> list[
             LiveEvent]:
@@ -182,7 +186,11 @@ class IncrementalScanner:
         contract.reset()
         for ms, price in zip(contract.times, contract.prices, strict=True):
             self._step(contract, ms, price)
-        new = [e for e in self._events_of(contract) if e.start_ms not in contract.reported]
+        now = self._events_of(contract)
+        starts = {e.start_ms for e in now}
+        for ms in contract.reported:
+            (self.withdrawn.discard if ms in starts else self.withdrawn.add)((contract.ticker, ms))
+        new = [e for e in now if e.start_ms not in contract.reported]
         contract.reported.update(e.start_ms for e in new)
         return new
 
