@@ -29,7 +29,7 @@ from spy_pipeline.streaming.compact import compact_day
 from spy_pipeline.streaming.live_scanner import LiveScanConfig, LiveScanner
 from spy_pipeline.streaming.session import StreamConfig, StreamResult, run_stream_session
 from spy_pipeline_tests.alert_receiver import AlertReceiver, closed_port
-from spy_pipeline_tests.conftest import SANDBOX_KEY
+from spy_pipeline_tests.conftest import SANDBOX_KEY, sandbox_lake
 
 DAY = dt.date(2025, 1, 15)
 OPEN = session_bounds(DAY).open
@@ -255,3 +255,28 @@ def test_a_slow_or_down_receiver_does_not_slow_landing(tmp_path: Path, busy_cont
     assert len(hook_seconds) == result.stats.files and max(hook_seconds) < 0.05  # landing only enqueues
     assert_frame_equal(live.events(), movement_events(compact_day(root, "options", STREAM_DAY),
                                                       **FLOORS_OF_THE_PIPELINE))
+
+
+@pytest.mark.integration
+def test_the_stream_session_job_alerts_each_event_and_logs_it(tmp_path: Path,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    from spy_pipeline.definitions import defs
+
+    with sandbox_lake(tmp_path_factory, STREAM_DAY) as (_, instance), AlertReceiver() as receiver, \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPY_PIPELINE_ALERT_URLS", receiver.url())
+        patch.setenv("SPY_PIPELINE_ALERT_STATE", str(tmp_path / "alerts.sqlite"))
+        config = {"date": STREAM_DAY.isoformat(), "speed": 600, "start_at": "15:00", "flush_seconds": 0.3,
+                  "heartbeat_seconds": 0.3}
+        result = defs.resolve_job_def("stream_session").execute_in_process(
+            run_config={"ops": {"stream_market_session": {"config": config}}}, instance=instance)
+        assert result.success
+        output = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
+                      and e.step_key == "stream_market_session")
+        metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+        logged = [record.user_message for record in instance.all_logs(result.run_id)
+                  if record.user_message.startswith("scanner event:")]
+        assert metadata["live_alerts"] >= 1 and len(logged) == metadata["live_alerts"]
+        assert all(f"http://127.0.0.1:3000/runs/{result.run_id}" in line for line in logged)
+        delivered = receiver.wait_for(1)
+        assert any(f"/runs/{result.run_id}" in p["message"] for p in delivered)
