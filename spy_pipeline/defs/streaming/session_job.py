@@ -4,6 +4,10 @@ Run by the market-open sensor (one per trading day), from the UI's launchpad, or
 simulate`. Terminating the run from the UI stops the session cleanly (the buffer lands, no partial file);
 the compaction then does not run (the day was not streamed to its close). A live day is compacted after its
 after-hours session by stream_compaction_schedule (compaction.py).
+
+During the session the live scanner (spy_pipeline/streaming/live_scanner.py) scans each landed option batch and
+alerts each new movement event through the notifier (SPY_PIPELINE_ALERT_URLS): one line per event in the run's
+log, the deliveries on alert_deliveries at the end.
 """
 
 
@@ -65,7 +69,8 @@ class StreamSessionConfig(Config):
         return cal.require_trading_day(cal.parse_date(self.date) if self.date else cal.new_york_date())
 
 
-@op(out=Out(dict), description="Stream SPY, I:VIX and the day's option contracts until the close; poll news.")
+@op(out=Out(dict), description="Stream SPY, I:VIX and the day's option contracts until the close; poll news; scan "
+    "the option bars as they land and alert each movement event (live_scan).")
 def stream_market_session(
     context: OpExecutionContext, config: StreamSessionConfig, polygon: PolygonResource, store: ParquetStoreResource,
     notifier: NotifierResource,
@@ -79,21 +84,21 @@ def stream_market_session(
     tickers = tuple(contracts["ticker"].to_list())
     context.log.info(f"{day}: streaming SPY, I:VIX and {len(tickers)} option contracts")
     live = _live_scanner(context, config, notifier, polygon, root, day) if config.live_scan else None
-    with open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every) as endpoint:
-        stream_config = StreamConfig(
-            day=day, api_key=endpoint.api_key, feed=endpoint.feed, secure=endpoint.secure, options=tickers,
-            flush_seconds=config.flush_seconds, flush_records=config.flush_records,
-            heartbeat_seconds=config.heartbeat_seconds, news_tickers=("SPY",),
-            news_poll_seconds=config.news_poll_seconds,
-            # whatever the start time, the day's bars from the pre-market open on come first from REST
-            fill_from=cal.session_bounds(day).pre_market_open,
-        )
-        try:
+    try:
+        with open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every) as endpoint:
+            stream_config = StreamConfig(
+                day=day, api_key=endpoint.api_key, feed=endpoint.feed, secure=endpoint.secure, options=tickers,
+                flush_seconds=config.flush_seconds, flush_records=config.flush_records,
+                heartbeat_seconds=config.heartbeat_seconds, news_tickers=("SPY",),
+                news_poll_seconds=config.news_poll_seconds,
+                # whatever the start time, the day's bars from the pre-market open on come first from REST
+                fill_from=cal.session_bounds(day).pre_market_open,
+            )
             result = run_interruptibly(lambda stop: run_stream_session(
                 stream_config, root, endpoint.clock, polygon.client, stop, live.on_landed if live else None))
-        finally:
-            if live is not None:
-                _close_live_scanner(context, live, notifier)
+    finally:
+        if live is not None:
+            _close_live_scanner(context, live, notifier)
     stats = result.stats
     context.add_output_metadata({
         "day": day.isoformat(),
