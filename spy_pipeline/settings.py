@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from spy_pipeline.domain.rates import DEFAULT_RISK_FREE_RATE, check_risk_free_rate
+from spy_pipeline.domain.scanner import DEFAULT_MIN_PRICE, DEFAULT_MIN_VOLUME
 
 POLYGON_URL = "https://api.polygon.io"
 FLATFILES_URL = "https://files.massive.com"
@@ -189,6 +190,18 @@ class Settings(BaseSettings):
         beside = self.resolved_data_dir.parent if self.data_dir_is_local else Path.cwd().resolve()
         return beside / DEFAULT_DAGSTER_HOME_DIR / ALERT_STATE_FILE
     # --- end of alerts ---
+
+    # --- Movement scanner floors (issue #15): options_movement and the live scanner of the streaming session ---
+    scanner_min_price: float = Field(
+        default=DEFAULT_MIN_PRICE, ge=0, validation_alias="SPY_PIPELINE_SCANNER_MIN_PRICE",
+        description="Option bars priced below this (USD) are left out of the movement scanner (no reference, no "
+        "trigger): a 0.01 print would make a +9,900% event.",
+    )
+    scanner_min_volume: float = Field(
+        default=DEFAULT_MIN_VOLUME, ge=0, validation_alias="SPY_PIPELINE_SCANNER_MIN_VOLUME",
+        description="Option bars with fewer contracts traded in the minute are left out of the movement scanner.",
+    )
+    # --- end of scanner floors ---
 
     @field_validator("equity_tickers", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 
 import polars as pl
@@ -16,8 +17,13 @@ from spy_pipeline.domain.trading_calendar import session_bounds
 DAY = dt.date(2025, 1, 15)  # EST: the open is 14:30 UTC
 
 
+@functools.cache
+def _open(day: dt.date) -> dt.datetime:
+    return session_bounds(day).open  # the calendar lookup costs milliseconds: once per day
+
+
 def _at(minute: int, day: dt.date = DAY) -> dt.datetime:
-    return session_bounds(day).open + dt.timedelta(minutes=minute)
+    return _open(day) + dt.timedelta(minutes=minute)
 
 
 def _bars(rows: list[tuple[str, int, float | None]], day: dt.date = DAY) -> pl.DataFrame:

@@ -21,6 +21,13 @@ minute), ``minutes_above_trigger`` = bars of the event at or above the event's r
 (bars, not clock minutes, like the predecessor's ">20% minutes"), ``trigger_hour_et`` = the start's hour in
 America/New_York.
 
+**Floors** (`min_price`, `min_volume`): a bar whose price is below `min_price` or whose volume is below
+`min_volume` (or null, when `min_volume` > 0) is left out before anything else, as if it did not exist: it sets
+no reference and triggers nothing, so a 0.01 print cannot make a 1.00 option a +9,900% event. `scannable` is the
+one definition, used by `movement_events` and by the live scanner (live_scanner.py). Defaults of the pipeline:
+DEFAULT_MIN_PRICE / DEFAULT_MIN_VOLUME (settings SPY_PIPELINE_SCANNER_MIN_PRICE / _MIN_VOLUME); the functions'
+own defaults are 0 (no floor).
+
 `movement_summary` computes the predecessor's eight report metrics over any number of days.
 """
 
@@ -35,11 +42,14 @@ from spy_pipeline.domain.schemas import OPTIONS_MOVEMENT
 
 NEW_YORK = "America/New_York"
 
+DEFAULT_MIN_PRICE = 0.10  # USD: below a dime, one tick is a double-digit percentage
+DEFAULT_MIN_VOLUME = 10.0  # contracts in the minute: fewer is one stray print, not a move
+
 # The events' columns and their descriptions: the options_movement dataset's schema.
 EVENT_COLUMNS: dict[str, str] = OPTIONS_MOVEMENT.descriptions
 
 
-def _event_schema(timestamp: pl.DataType) -> pl.Schema:
+def event_schema(timestamp: pl.DataType) -> pl.Schema:
     """The declared event columns, with start and end in the input's time unit."""
     return pl.Schema({**OPTIONS_MOVEMENT.columns, "start": timestamp, "end": timestamp})
 
@@ -49,6 +59,17 @@ def _utc(column: str, dtype: pl.DataType) -> pl.Expr:
         raise TypeError(f"{column!r} must be a Datetime column, got {dtype}")
     expr = pl.col(column)
     return expr.dt.replace_time_zone("UTC") if dtype.time_zone is None else expr.dt.convert_time_zone("UTC")
+
+
+def scannable(price: pl.Expr, volume: pl.Expr | None, min_price: float = 0.0, min_volume: float = 0.0) -> pl.Expr:
+    """True for the bars the scanner looks at: a finite price >= `min_price` and, when `min_volume` > 0, a
+    volume >= `min_volume` (`volume` may be None only then)."""
+    keep = price.is_not_null() & price.is_not_nan() & (price >= min_price)
+    if min_volume > 0:
+        if volume is None:
+            raise ValueError("min_volume needs a volume column")
+        keep = keep & volume.is_not_null() & (volume >= min_volume)
+    return keep
 
 
 def _firsts(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,30 +128,38 @@ def movement_events(
     sustain_pct: float = 10.0,
     price_column: str = "close",
     *,
+    min_price: float = 0.0,
+    min_volume: float = 0.0,
     ticker_column: str = "ticker",
     timestamp_column: str = "timestamp",
+    volume_column: str = "volume",
 ) -> pl.DataFrame:
     """One row per movement event in option minute bars (see the module docstring for the definitions).
 
     `bars`: (ticker, timestamp = start of the minute, UTC or naive UTC, price, …), sparse, any row order;
     usually one day, but several days work (each contract-day is scanned on its own). Bars with a null or NaN
-    price are ignored. Output columns: `EVENT_COLUMNS`, sorted by ticker then start. Raises ValueError on
-    duplicate (ticker, timestamp) bars.
+    price, or below the floors (`scannable`), are ignored. Output columns: `EVENT_COLUMNS`, sorted by ticker
+    then start. Raises ValueError on duplicate (ticker, timestamp) bars, and when `min_volume` > 0 without a
+    `volume_column`.
     """
     if window_minutes < 1:
         raise ValueError(f"window_minutes must be at least 1, got {window_minutes}")
     timestamp_type = bars.schema[timestamp_column]
+    if min_volume > 0 and volume_column not in bars.columns:
+        raise ValueError(f"min_volume needs a {volume_column!r} column")
+    volume = pl.col(volume_column).cast(pl.Float64) if min_volume > 0 else None
     frame = (
-        bars.select(
+        bars.filter(scannable(pl.col(price_column).cast(pl.Float64), volume, min_price, min_volume))
+        .select(
             pl.col(ticker_column).cast(pl.String).alias("ticker"),
             _utc(timestamp_column, timestamp_type).alias("timestamp"),
             pl.col(price_column).cast(pl.Float64).alias("price"),
         )
-        .filter(pl.all_horizontal(pl.all().is_not_null()) & pl.col("price").is_not_nan())
+        .filter(pl.all_horizontal(pl.all().is_not_null()))
         .with_columns(pl.col("timestamp").dt.convert_time_zone(NEW_YORK).dt.date().alias("day"))
         .sort("ticker", "day", "timestamp")
     )
-    schema = _event_schema(frame.schema["timestamp"])
+    schema = event_schema(frame.schema["timestamp"])
     if frame.select(pl.struct("ticker", "timestamp").is_duplicated().any()).item():
         raise ValueError(f"bars have duplicate ({ticker_column!r}, {timestamp_column!r}) rows")
     trigger_factor = 1.0 + trigger_pct / 100.0
@@ -164,7 +193,7 @@ def movement_events(
 
     picked = frame.select("ticker", "timestamp")
     first, last = picked[start], picked.get_column("timestamp")[end]
-    return pl.DataFrame({
+    return event_frame(pl.DataFrame({
         "ticker": first.get_column("ticker"),
         "start": first.get_column("timestamp"),
         "end": last,
@@ -172,7 +201,14 @@ def movement_events(
         "trigger_price": price[start],
         "peak_price": peak,
         "minutes_above_trigger": np.bincount(event[above], minlength=start.size).astype(np.int64),
-    }).select(
+    }), schema)
+
+
+def event_frame(found: pl.DataFrame, schema: pl.Schema | None = None) -> pl.DataFrame:
+    """Events as options_movement rows from (ticker, start, end: UTC datetimes, reference_price, trigger_price,
+    peak_price, minutes_above_trigger): the derived columns added, sorted by ticker then start."""
+    schema = schema or event_schema(found.schema["start"])
+    return found.select(
         "ticker",
         "start",
         "end",

@@ -158,8 +158,10 @@ class MicroBatcher:
         now_ms: Callable[[], int] | None = None,
         latency_samples: int = 200_000,
         dedup_window_minutes: int = 120,
+        on_landed: Callable[[str, pl.DataFrame], None] | None = None,
     ) -> None:
         self.root = root
+        self.on_landed = on_landed  # (source, frame) after each file lands: must return at once (e.g. enqueue)
         self.day = cal.require_trading_day(day)
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
@@ -311,6 +313,8 @@ class MicroBatcher:
         self.stats.landed_rows += len(bars)
         self.stats.files += 1
         self.landed_files.append(path)
+        if self.on_landed is not None:
+            self.on_landed(source, frame)
         return path
 
     def remember(self, landed: pl.DataFrame) -> None:

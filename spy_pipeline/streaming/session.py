@@ -45,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.market_clock import Clock, WallClock
 from spy_pipeline.io.storage import DataRoot
@@ -65,6 +67,7 @@ from spy_pipeline.streaming.news_poll import NewsPoller
 log = get_logger(__name__)
 MAX_OPTION_CONTRACTS = 1_000
 STOP_TIMEOUT_SECONDS = 60.0  # an interrupted session gets this long to land its buffer
+OnLanded = Callable[[str, pl.DataFrame], None]  # (source, the MINUTE_BARS rows that just landed)
 
 
 class StreamConnectError(ConnectionError):
@@ -183,13 +186,14 @@ def read_heartbeat(root: DataRoot, day: dt.date) -> dict[str, Any] | None:
 
 class _Session:
     def __init__(self, config: StreamConfig, root: DataRoot, clock: Clock, rest: PolygonClient | None,
-                 stop_event: threading.Event) -> None:
+                 stop_event: threading.Event, on_landed: OnLanded | None = None) -> None:
         self.config, self.root, self.clock, self.rest, self.stop_event = config, root, clock, rest, stop_event
         self.day = cal.require_trading_day(config.day)
         bounds = cal.session_bounds(self.day)
         self.close_ms = _ms(bounds.close)
+        self.on_landed = on_landed
         self.batcher = MicroBatcher(root, self.day, flush_seconds=config.flush_seconds,
-                                    flush_records=config.flush_records, now_ms=self.now_ms)
+                                    flush_records=config.flush_records, now_ms=self.now_ms, on_landed=on_landed)
         start = config.fill_from or clock.now()
         start_ms = max(_ms(start) // MINUTE_MS * MINUTE_MS, _ms(bounds.pre_market_open))
         self.conns = [_Connection(i, m, s, start_ms) for i, (m, s) in enumerate(config.connections())]
@@ -222,7 +226,10 @@ class _Session:
                 resumed = min(resumed, _ms(dt.datetime.fromisoformat(unfilled)))
             conn.watermark_ms = max(conn.watermark_ms, resumed)
         for source in SOURCES:
-            self.batcher.remember(compact_day(self.root, source, self.day))
+            landed = compact_day(self.root, source, self.day)
+            self.batcher.remember(landed)
+            if self.on_landed is not None and landed.height:  # the live scanner starts from the day so far
+                self.on_landed(source, landed)
 
     def now_ms(self) -> int:
         return _ms(self.clock.now())
@@ -469,9 +476,11 @@ def run_stream_session(
     clock: Clock | None = None,
     rest: PolygonClient | None = None,
     stop_event: threading.Event | None = None,
+    on_landed: OnLanded | None = None,
 ) -> StreamResult:
-    """Stream `config.day` until its close or `stop_event`; see the module docstring."""
-    session = _Session(config, data_root, clock or WallClock(), rest, stop_event or threading.Event())
+    """Stream `config.day` until its close or `stop_event`; see the module docstring. `on_landed(source, frame)`
+    sees every batch as it lands (and, on a restart, the day landed before): the live scanner's hook."""
+    session = _Session(config, data_root, clock or WallClock(), rest, stop_event or threading.Event(), on_landed)
     started = time.monotonic()
     reason = asyncio.run(session.run())
     return StreamResult(

@@ -15,12 +15,27 @@ from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.scanner import NEW_YORK, movement_events, movement_summary
 from spy_pipeline.io import lake, storage
+from spy_pipeline.settings import load_settings
 
 
 class ScannerConfig(Config):
     window_minutes: int = Field(default=120, ge=1, description="Reference: the minimum over this many minutes")
     trigger_pct: float = Field(default=20.0, gt=0, description="An event starts this % above the reference")
     sustain_pct: float = Field(default=10.0, gt=0, description="and lasts while the price stays this % above it")
+    min_price: float | None = Field(
+        default=None, ge=0, description="Scan only bars priced at least this, USD "
+        "(default: SPY_PIPELINE_SCANNER_MIN_PRICE)"
+    )
+    min_volume: float | None = Field(
+        default=None, ge=0, description="Scan only bars with at least this volume "
+        "(default: SPY_PIPELINE_SCANNER_MIN_VOLUME)"
+    )
+
+    def floors(self) -> tuple[float, float]:
+        """(min_price, min_volume): the config's, else the settings' (the live scanner uses the same)."""
+        settings = load_settings()
+        return (settings.scanner_min_price if self.min_price is None else self.min_price,
+                settings.scanner_min_volume if self.min_volume is None else self.min_volume)
 
 
 class SummaryConfig(Config):
@@ -34,18 +49,23 @@ def options_movement(
     context: AssetExecutionContext, config: ScannerConfig, store: ParquetStoreResource
 ) -> MaterializeResult:
     """Per contract-day: events where an option's price rose >= 20% above its 120-minute minimum and
-    stayed >= 10% above it (start, end, duration, peak gain, trigger hour ET)."""
+    stayed >= 10% above it (start, end, duration, peak gain, trigger hour ET); bars under the price and volume
+    floors (SPY_PIPELINE_SCANNER_MIN_PRICE / _MIN_VOLUME) are left out."""
     days = partition_days(context)
+    min_price, min_volume = config.floors()
     files, events = [], 0
     for day in days:
         bars = lake.read_day(store.data_root, "options", day)
-        frame = movement_events(bars, config.window_minutes, config.trigger_pct, config.sustain_pct)
+        frame = movement_events(bars, config.window_minutes, config.trigger_pct, config.sustain_pct,
+                                min_price=min_price, min_volume=min_volume)
         files.append(store.write_day(frame, day, "options_movement"))
         events += frame.height
     return MaterializeResult(
         metadata={
             "partitions": len(days),
             "events": events,
+            "min_price": min_price,
+            "min_volume": min_volume,
             "written_files": MetadataValue.json(files),
         }
     )

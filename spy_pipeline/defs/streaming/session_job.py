@@ -4,6 +4,10 @@ Run by the market-open sensor (one per trading day), from the UI's launchpad, or
 simulate`. Terminating the run from the UI stops the session cleanly (the buffer lands, no partial file);
 the compaction then does not run (the day was not streamed to its close). A live day is compacted after its
 after-hours session by stream_compaction_schedule (compaction.py).
+
+During the session the live scanner (spy_pipeline/streaming/live_scanner.py) scans each landed option batch and
+alerts each new movement event through the notifier (SPY_PIPELINE_ALERT_URLS): one line per event in the run's
+log, the deliveries on alert_deliveries at the end.
 """
 
 
@@ -13,12 +17,20 @@ from typing import Any
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, in_process_executor, job, op
 from pydantic import Field
 
+from spy_pipeline.defs.alerts.resources import NotifierResource, record_deliveries
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.defs.streaming.compaction import compact_and_report, rest_day_complete
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
+from spy_pipeline.io import lake
+from spy_pipeline.io.alerts import AlertLedger, NotifierOptions
+from spy_pipeline.io.storage import DataRoot, StorageError
+from spy_pipeline.logs import get_logger
+from spy_pipeline.polygon.errors import PolygonError
 from spy_pipeline.polygon.session import open_stream_endpoint
-from spy_pipeline.streaming.intraday import session_contracts
+from spy_pipeline.settings import load_settings
+from spy_pipeline.streaming.intraday import previous_close, session_contracts
+from spy_pipeline.streaming.live_scanner import LiveScanConfig, LiveScanner
 from spy_pipeline.streaming.planning import DEFAULT_LEAD
 from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_interruptibly, run_stream_session
 
@@ -41,6 +53,13 @@ class StreamSessionConfig(Config):
     flush_records: int = Field(default=5_000, ge=1, description="Land a source's buffer at once at this size")
     heartbeat_seconds: float = Field(default=5.0, gt=0, description="Heartbeat interval (wall s)")
     news_poll_seconds: float = Field(default=60.0, gt=0, description="News poll interval (market s)")
+    live_scan: bool = Field(
+        default=True, description="Scan the option bars as they land and alert each movement event (the daily "
+        "options_movement's definitions and floors)",
+    )
+    alert_digest_window_s: float = Field(
+        default=0.2, ge=0, description="Live alerts: after one, wait this long for a burst to send as one digest"
+    )
     max_contracts: int = Field(
         default=DEFAULT_MAX_CONTRACTS, ge=1, le=MAX_OPTION_CONTRACTS,
         description="Option contracts streamed (band ±1% around the previous close, 0DTE + 2 expirations)",
@@ -50,9 +69,11 @@ class StreamSessionConfig(Config):
         return cal.require_trading_day(cal.parse_date(self.date) if self.date else cal.new_york_date())
 
 
-@op(out=Out(dict), description="Stream SPY, I:VIX and the day's option contracts until the close; poll news.")
+@op(out=Out(dict), description="Stream SPY, I:VIX and the day's option contracts until the close; poll news; scan "
+    "the option bars as they land and alert each movement event (live_scan).")
 def stream_market_session(
-    context: OpExecutionContext, config: StreamSessionConfig, polygon: PolygonResource, store: ParquetStoreResource
+    context: OpExecutionContext, config: StreamSessionConfig, polygon: PolygonResource, store: ParquetStoreResource,
+    notifier: NotifierResource,
 ) -> dict[str, Any]:
     day = config.day()
     # a run launched from the UI counts for the market-open sensor like one it started itself
@@ -62,19 +83,23 @@ def stream_market_session(
     contracts = session_contracts(polygon.client, root, day, SelectionConfig(max_contracts=config.max_contracts))
     tickers = tuple(contracts["ticker"].to_list())
     context.log.info(f"{day}: streaming SPY, I:VIX and {len(tickers)} option contracts")
-    with open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every) as endpoint:
-        stream_config = StreamConfig(
-            day=day, api_key=endpoint.api_key, feed=endpoint.feed, secure=endpoint.secure, options=tickers,
-            flush_seconds=config.flush_seconds, flush_records=config.flush_records,
-            heartbeat_seconds=config.heartbeat_seconds, news_tickers=("SPY",),
-            news_poll_seconds=config.news_poll_seconds,
-            # whatever the start time, the day's bars from the pre-market open on come first from REST
-            fill_from=cal.session_bounds(day).pre_market_open,
-        )
-        with polygon.client.schemas.capture() as seen:  # the raw events' fields, for schema drift
-            result = run_interruptibly(
-                lambda stop: run_stream_session(stream_config, root, endpoint.clock, polygon.client, stop)
+    live = _live_scanner(context, config, notifier, polygon, root, day) if config.live_scan else None
+    try:
+        with open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every) as endpoint:
+            stream_config = StreamConfig(
+                day=day, api_key=endpoint.api_key, feed=endpoint.feed, secure=endpoint.secure, options=tickers,
+                flush_seconds=config.flush_seconds, flush_records=config.flush_records,
+                heartbeat_seconds=config.heartbeat_seconds, news_tickers=("SPY",),
+                news_poll_seconds=config.news_poll_seconds,
+                # whatever the start time, the day's bars from the pre-market open on come first from REST
+                fill_from=cal.session_bounds(day).pre_market_open,
             )
+            with polygon.client.schemas.capture() as seen:  # the raw events' fields, for schema drift
+                result = run_interruptibly(lambda stop: run_stream_session(
+                    stream_config, root, endpoint.clock, polygon.client, stop, live.on_landed if live else None))
+    finally:
+        if live is not None:
+            _close_live_scanner(context, live, notifier)
     drift = [line for d in seen.drifts() for line in (*d.blocking, *d.warnings)]
     for line in drift:
         context.log.warning(f"source schema drift: {line}")
@@ -96,8 +121,47 @@ def stream_market_session(
         "wall_seconds": round(result.wall_seconds, 2),
         "source_schema": MetadataValue.json(seen.to_json()),
         "source_schema_drift": "\n".join(drift) or "none",
+        **({"live_events": live.stats.events, "live_alerts": live.stats.alerts} if live else {}),
     })
     return {"day": day.isoformat(), "reason": result.reason, "contracts": list(tickers)}
+
+
+def _live_scanner(context: OpExecutionContext, config: StreamSessionConfig, notifier: NotifierResource,
+                  polygon: PolygonResource, root: DataRoot, day: dt.date) -> LiveScanner:
+    settings = load_settings()
+    scan = LiveScanConfig(
+        min_price=settings.scanner_min_price, min_volume=settings.scanner_min_volume,
+        risk_free_rate=settings.risk_free_rate, dividend_yield=_dividend_yield(polygon, root, day),
+        run_id=context.run_id, ui_url=settings.ui_url,
+    )
+    # the resource's delivery settings (it builds its options inside `open`), with the live digest window
+    options = NotifierOptions(
+        digest_window_s=config.alert_digest_window_s, digest_min_alerts=notifier.digest_min_alerts,
+        channel_messages=notifier.channel_messages, channel_period_s=notifier.channel_period_s,
+        max_attempts=notifier.max_attempts, timeout_s=notifier.timeout_s, queue_size=20_000,
+    )
+    context.log.info(f"live scanner: bars from ${scan.min_price:g} and {scan.min_volume:g} contracts a minute; "
+                     f"alerts to {len(settings.alert_url_list)} channel(s)")
+    return LiveScanner(scan, settings.alert_url_list, AlertLedger(settings.resolved_alert_state), options,
+                       on_alert=lambda alert: context.log.info(f"scanner event: {alert.body} {alert.link or ''}"))
+
+
+def _dividend_yield(polygon: PolygonResource, root: DataRoot, day: dt.date) -> float:
+    """SPY's trailing yield as consolidated uses it, when the dividends are in the lake; else 0 (IV only)."""
+    try:
+        return lake.dividend_yield(root, "SPY", day, previous_close(polygon.client, day))
+    except (StorageError, PolygonError) as exc:
+        get_logger(__name__).info("live_scanner_no_dividend_yield", error=str(exc))
+        return 0.0
+
+
+def _close_live_scanner(context: OpExecutionContext, live: LiveScanner, notifier: NotifierResource) -> None:
+    """Wait for the last deliveries (at most the resource's wait_s), then show them on alert_deliveries."""
+    live.close(notifier.wait_s)
+    if live.alerts:
+        record_deliveries(context.instance, live.alerts, live.deliveries, live.notifier.channels, context.log)
+    context.log.info(f"live scanner: {live.stats.events} events, {live.stats.alerts} alerts sent, "
+                     f"{live.stats.bars} bars in {live.stats.batches} batches")
 
 
 @op(ins={"session": In(dict)}, description="A replayed past day: compaction reconciled with REST at once.")
