@@ -36,7 +36,7 @@ MINUTE = 1.0 / (365 * 24 * 60)
 RATE, DIVIDEND_YIELD = 0.045, 0.013
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIRST_CALL = (
-    "import time; t = time.perf_counter(); from spy_pipeline import black_scholes as bs; "
+    "import time; t = time.perf_counter(); from spy_pipeline.domain import black_scholes as bs; "
     "i = time.perf_counter(); bs.implied_vol_and_greeks(2.4, 49.0, 50.0, 0.38, 0.05, 0.0, True); "
     "f = time.perf_counter(); bs.implied_vol_and_greeks([2.4] * 10_000, 49.0, 50.0, 0.38, 0.05, 0.0, True); "
     "print(i - t, f - i, time.perf_counter() - f)"
