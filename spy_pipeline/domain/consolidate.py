@@ -27,6 +27,7 @@ import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.black_scholes import implied_vol_and_greeks
+from spy_pipeline.domain.datasets import BY_CONTRACT_AND_MINUTE, sorted_by
 from spy_pipeline.domain.indicators import INDICATOR_COLUMNS, day_indicators
 from spy_pipeline.domain.schemas import CONSOLIDATED
 
@@ -138,20 +139,6 @@ def _contract_terms(contracts: pl.DataFrame) -> pl.DataFrame:
     return terms.with_columns(expiry_close=_expiry_closes(pl.col("expiration"), terms["expiration"]))
 
 
-def _sorted_by_ticker_and_time(bars: pl.DataFrame) -> pl.DataFrame:
-    """`bars` sorted by (ticker, timestamp); returned as is when it already is (the raw files are written so)."""
-    ticker, timestamp = bars["ticker"], bars["timestamp"]
-    if ticker.null_count() == 0 and timestamp.null_count() == 0 and ticker.is_sorted():
-        out_of_order = bars.select(
-            (
-                (pl.col("ticker") == pl.col("ticker").shift()) & (pl.col("timestamp") <= pl.col("timestamp").shift())
-            ).any()
-        ).item()
-        if not out_of_order:
-            return bars
-    return bars.sort("ticker", "timestamp")
-
-
 def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
     """The CONSOLIDATED rows of one day: option bars inner-joined to the SPY minute grid.
 
@@ -159,7 +146,7 @@ def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
     files, which are written so) and the joins keep the bars' order, so the wide joined frame is never sorted.
     """
     minutes = spy_minutes(inputs)
-    options = _sorted_by_ticker_and_time(
+    options = sorted_by(
         inputs.option_bars.select(
             "ticker",
             "timestamp",
@@ -170,7 +157,8 @@ def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
             option_volume="volume",
             option_vwap="vwap",
             option_transactions="transactions",
-        )
+        ),
+        BY_CONTRACT_AND_MINUTE,
     )
     rows = (
         options.join(_contract_terms(inputs.contracts), on="ticker", how="inner", maintain_order="left")

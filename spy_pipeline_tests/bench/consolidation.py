@@ -62,7 +62,7 @@ def _vm_hwm_mib() -> float:
 # --- inputs (not timed) ---------------------------------------------------------------------------------
 
 
-def _prepare(root: Path) -> dict[int, Path]:
+def _prepare(root: Path, sizes: tuple[int, ...] = SIZES) -> dict[int, Path]:
     """One data dir per size under `root`, each with the raw layer of DAY; returns {contracts: data dir}."""
     import polars as pl
 
@@ -85,7 +85,7 @@ def _prepare(root: Path) -> dict[int, Path]:
     nearest = (
         listing.with_columns(distance=(pl.col("strike_price") - open_price).abs())
         .sort("distance", "ticker")
-        .head(max(SIZES))
+        .head(max(sizes))
     )
     frames = [bars(ticker, DAY) for ticker in nearest["ticker"]]
     shared = {
@@ -97,7 +97,7 @@ def _prepare(root: Path) -> dict[int, Path]:
     declared = [r for r in corporate_actions.all_dividends() if r["declaration_date"] <= DAY.isoformat()]
     dividends = dividends_frame(declared)
     dirs = {}
-    for size in SIZES:
+    for size in sizes:
         data_dir = root / f"contracts_{size}"
         for (dataset, day), frame in shared.items():
             storage.write_parquet_atomic(frame, lake.day_file(data_dir, dataset, day))
