@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,12 @@ def _peak_rss_mib() -> float:
     """This process's peak RSS: VmHWM, which exec starts afresh, unlike ru_maxrss, which Linux carries over
     from the parent through fork + exec (under `make bench` the parent has run the other benchmarks)."""
     return _vm_hwm_mib()
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process's threads so far: less swayed than wall time by a loaded machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _vm_hwm_mib() -> float:
@@ -126,7 +133,7 @@ def _child_ours(data_dir: Path) -> dict[str, object]:
     runs = []
     rows = 0
     for _ in range(1 + REPEATS):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         inputs = lake.consolidation_inputs(data_dir, DAY, RISK_FREE_RATE)
         read_done = time.perf_counter()
         frame = consolidate_day(inputs)
@@ -134,7 +141,8 @@ def _child_ours(data_dir: Path) -> dict[str, object]:
         root.write_parquet(frame, out)  # as the asset does: the sort-order check, then the atomic write
         written = time.perf_counter()
         runs.append({"read": read_done - started, "consolidate": consolidated - read_done,
-                     "write": written - consolidated, "total": written - started})
+                     "write": written - consolidated, "total": written - started,
+                     "cpu": _cpu_seconds() - cpu_started})
         rows, option_bars = frame.height, inputs.option_bars.height
         del inputs, frame
     warm = runs[1:]
@@ -143,6 +151,7 @@ def _child_ours(data_dir: Path) -> dict[str, object]:
         "option_bars_read": option_bars,
         "first_call_seconds": runs[0]["total"],
         "seconds": statistics.median(r["total"] for r in warm),
+        "cpu_seconds": statistics.median(r["cpu"] for r in warm),
         "read_seconds": statistics.median(r["read"] for r in warm),
         "consolidate_seconds": statistics.median(r["consolidate"] for r in warm),
         "write_seconds": statistics.median(r["write"] for r in warm),
@@ -329,7 +338,8 @@ def main() -> None:
     for s in sizes:
         ours = s["ours"]
         print(f"  {s['contracts']:,} contracts, ours: read {ours['read_seconds']:.3f} s + consolidate_day "
-              f"{ours['consolidate_seconds']:.3f} s + write {ours['write_seconds']:.3f} s, VmHWM "
+              f"{ours['consolidate_seconds']:.3f} s + write {ours['write_seconds']:.3f} s "
+              f"({ours['cpu_seconds']:.3f} CPU s in all threads), VmHWM "
               f"{ours['peak_vm_hwm_mib']:.0f} MiB; IV vs vollib on {s['iv_checked_rows']:,} baseline rows: "
               f"max |diff| {s['iv_max_abs_diff']:.1e}")
     full = next(s for s in sizes if not s["baseline"]["extrapolated"])
