@@ -79,7 +79,8 @@ def partition_file(data_dir: Path, day: dt.date, *parts: str) -> Path:
 
 @dataclass(frozen=True)
 class ParquetSettings:
-    """How a Parquet file is written (polars' writer: bench/lake.py found pyarrow's slower for these frames)."""
+    """How a Parquet file is written, by polars' writer (pyarrow's, tried on a consolidated day with 16k-row
+    groups, took about twice the CPU: it builds a dictionary per column and row group)."""
 
     compression: Literal["lz4", "snappy", "zstd", "uncompressed"]
     compression_level: int | None = None  # zstd only; None: the codec's default
@@ -100,13 +101,15 @@ class ParquetSettings:
 
 
 # The lake's setting, measured by bench/lake.py on a day of 2,000 contracts (516k consolidated rows) against
-# zstd levels, snappy, lz4 and row-group sizes: lz4 writes and reads several times faster than zstd for
-# about 40% more bytes (the greeks, most of a file, are random doubles that no codec shrinks much), and
-# 16k-row groups let a one-contract filter read one group of ~32 per day instead of one of 4.
+# zstd levels, snappy, lz4 and row-group sizes: against zstd-3 with polars' default row groups, lz4 writes
+# with ~0.6x the CPU and reads a day with ~0.5x, for ~1.4x the bytes (the greeks, most of a file, are
+# random doubles that no codec shrinks much); 16k-row groups let a one-contract filter read one group of 32
+# per day instead of one of 4 (a month's filtered read: ~0.13x the CPU). 8k-row groups cost more to write
+# and to read whole for little gain; snappy and zstd-1 cost more CPU.
 LAKE_PARQUET = ParquetSettings("lz4", row_group_size=16_384)
 # How `spy_pipeline.scan` has polars read the lake: evaluate a pushed-down filter's columns first (in the row
-# groups the statistics keep), then read the other columns only for the rows that pass; bench/lake.py found
-# it about twice as fast as "auto" for a month filtered to one contract, and no slower for a whole day.
+# groups the statistics keep), then read the other columns only for the rows that pass; in bench/lake.py it
+# was as fast as polars' "auto" or up to twice as fast for a month filtered to one contract.
 LAKE_SCAN_PARALLEL: Literal["prefiltered"] = "prefiltered"
 
 
