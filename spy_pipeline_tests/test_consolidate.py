@@ -74,6 +74,24 @@ def test_one_row_per_option_bar_that_has_a_spy_minute(sandbox_day) -> None:
     assert frame.select("ticker", "timestamp").is_duplicated().sum() == 0
 
 
+def test_bars_without_a_listed_contract_or_a_session_minute_add_no_row_and_order_does_not_matter(
+    sandbox_day,
+) -> None:
+    inputs, frame = sandbox_day
+    bars = inputs.option_bars
+    first = bars.filter(pl.col("ticker") == bars["ticker"][0]).head(3)
+    bounds = cal.session_bounds(DAY)
+    strays = pl.concat([
+        first.with_columns(ticker=pl.lit("O:SPY250108C00999000")),  # not among the day's contracts
+        first.with_columns(timestamp=pl.lit(bounds.open - dt.timedelta(minutes=5)).cast(pl.Datetime("us", "UTC"))),
+        first.with_columns(timestamp=pl.col("timestamp") + dt.timedelta(seconds=30)),  # not on a minute
+        first.with_columns(timestamp=pl.lit(bounds.close).cast(pl.Datetime("us", "UTC"))),
+    ])
+    shuffled = pl.concat([bars, strays]).sample(fraction=1.0, shuffle=True, seed=3)
+    again = consolidate_day(DayInputs(**{**inputs.__dict__, "option_bars": shuffled}))
+    assert again.equals(frame)
+
+
 def test_spy_columns_are_the_spy_bar_of_the_same_minute(sandbox_day) -> None:
     inputs, frame = sandbox_day
     spy = inputs.spy.select("timestamp", expected="close")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,14 @@ from typing import Any
 
 import polars as pl
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
+import spy_pipeline
+from spy_pipeline.domain import datasets
 from spy_pipeline.domain.schemas import MINUTE_BARS, UTC_TIMESTAMP
 from spy_pipeline.io.storage import (
+    LAKE_PARQUET,
     DataRoot,
     StorageError,
     dataset_dir,
@@ -440,3 +445,120 @@ def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path: Path) -> Non
     finally:
         os.umask(previous)
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+# --- the lake's Parquet setting: codec, statistics, row groups, sort order ---------------------------
+
+
+def option_bars(seed: int = 0) -> pl.DataFrame:
+    """Minute bars of enough option contracts for several of the lake's row groups, in a shuffled order."""
+    assert LAKE_PARQUET.row_group_size, "the lake's setting names a row-group size: pruning depends on it"
+    minutes = 390
+    contracts = -(-5 * LAKE_PARQUET.row_group_size // (2 * minutes))  # about 2.5 row groups of rows
+    start = dt.datetime(2025, 1, 8, 14, 30, tzinfo=dt.UTC)
+    tickers = [f"O:SPY250108C00{500 + strike:03d}000" for strike in range(contracts)]
+    frame = pl.DataFrame({
+        "ticker": [ticker for ticker in tickers for _ in range(minutes)],
+        "timestamp": [start + dt.timedelta(minutes=m) for _ in tickers for m in range(minutes)],
+    }).with_columns(
+        session=pl.lit("regular"), open=pl.int_range(pl.len()) / 100, high=pl.int_range(pl.len()) / 90,
+        low=pl.int_range(pl.len()) / 110, close=pl.int_range(pl.len()) / 105, volume=pl.lit(3.0),
+        vwap=pl.lit(None, pl.Float64), transactions=pl.int_range(pl.len()),
+    )
+    return MINUTE_BARS.conform(frame).sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+def _ticker_ranges(path: Path) -> list[tuple[str, str]]:
+    metadata = pq.read_metadata(path)
+    column = metadata.schema.names.index("ticker")
+    stats = [metadata.row_group(i).column(column).statistics for i in range(metadata.num_row_groups)]
+    return [(s.min, s.max) for s in stats]
+
+
+def test_a_lake_file_carries_the_lake_settings_and_its_declared_sort_order(data_dir: Path) -> None:
+    root = DataRoot.from_location(data_dir)
+    options = datasets.get("options")
+    assert options.sort_by == ("ticker", "timestamp")
+    frame = option_bars()
+    path = root.file_of(options, DAY)
+    root.write_parquet(frame, path)
+
+    metadata = pq.read_metadata(path)
+    codec = {"lz4": "LZ4", "zstd": "ZSTD", "snappy": "SNAPPY", "uncompressed": "UNCOMPRESSED"}
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert metadata.num_row_groups >= 3 and max(sizes) <= LAKE_PARQUET.row_group_size and sum(sizes) == frame.height
+    for group in range(metadata.num_row_groups):
+        for index in range(metadata.num_columns):
+            chunk = metadata.row_group(group).column(index)
+            assert chunk.compression == codec[LAKE_PARQUET.compression]
+            assert chunk.is_stats_set and chunk.statistics.null_count is not None
+            if chunk.path_in_schema != "vwap":  # all null: no min / max to have
+                assert chunk.statistics.has_min_max
+    # Written in the declared order: rows sorted, so the row groups' ticker ranges follow one another.
+    assert pl.read_parquet(path).equals(frame.sort("ticker", "timestamp"))
+    ranges = _ticker_ranges(Path(path))
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(ranges))
+
+
+def test_a_dataset_without_a_sort_order_is_written_in_the_frames_order(data_dir: Path) -> None:
+    root = DataRoot.from_location(data_dir)
+    path = root.file_of(datasets.get("spy"), DAY)
+    backwards = equity_bars(5).reverse()
+    root.write_parquet(backwards, path)
+    assert pl.read_parquet(path).equals(backwards)
+
+
+def test_rewriting_a_sorted_file_gives_the_same_bytes(data_dir: Path) -> None:
+    root = DataRoot.from_location(data_dir)
+    path = Path(root.file_of(datasets.get("options"), DAY))
+    root.write_parquet(option_bars(seed=1), str(path))
+    first = path.read_bytes()
+    root.write_parquet(option_bars(seed=2), str(path))  # the same rows in another order
+    assert path.read_bytes() == first
+    root.write_parquet(pl.read_parquet(path), str(path))  # re-materialising what is there
+    assert path.read_bytes() == first
+
+
+def test_sorted_by_leaves_a_sorted_frame_as_it_is_and_sorts_stably_otherwise() -> None:
+    ordered = option_bars().sort("ticker", "timestamp")
+    assert datasets.sorted_by(ordered, ("ticker", "timestamp")) is ordered
+    ties = pl.DataFrame({"ticker": ["b", "a", "b", "a"], "timestamp": [1, 2, 1, 1], "row": [0, 1, 2, 3]})
+    assert datasets.sorted_by(ties, ("ticker", "timestamp"))["row"].to_list() == [3, 1, 0, 2]
+    with_nulls = pl.DataFrame({"ticker": ["b", None], "timestamp": [1, 1]})
+    assert datasets.sorted_by(with_nulls, ("ticker",))["ticker"].to_list() == [None, "b"]
+
+
+def test_every_declared_sort_order_is_the_datasets_key() -> None:
+    declared = {dataset.name for dataset in datasets.DATASETS if dataset.sort_by}
+    assert {"options", "consolidated", "training", "features"} <= declared
+    assert all(datasets.get(name).sort_by == datasets.get(name).key for name in declared)
+
+
+def _overwrite_row_groups(path: Path, groups: list[int]) -> None:
+    """Garbage over every column chunk of `groups` (their byte ranges from the footer), the footer kept."""
+    metadata = pq.read_metadata(path)
+    with path.open("r+b") as handle:
+        for group in groups:
+            for index in range(metadata.num_columns):
+                chunk = metadata.row_group(group).column(index)
+                start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                handle.seek(start)
+                handle.write(b"\xff" * chunk.total_compressed_size)
+
+
+def test_a_ticker_filter_reads_only_the_row_groups_holding_that_contract(data_dir: Path) -> None:
+    root = DataRoot.from_location(data_dir)
+    frame = option_bars()
+    path = Path(root.file_of(datasets.get("options"), DAY))
+    root.write_parquet(frame, str(path))
+    ranges = _ticker_ranges(path)
+    tickers = frame["ticker"].unique().sort()
+    wanted = tickers[len(tickers) // 2]
+    holding = [index for index, (low, high) in enumerate(ranges) if low <= wanted <= high]
+    assert 1 <= len(holding) <= 2 < len(ranges)  # the statistics leave one group (two across a boundary)
+
+    _overwrite_row_groups(path, [index for index in range(len(ranges)) if index not in holding])
+    one_contract = spy_pipeline.scan("options", DAY, DAY, data_dir).filter(pl.col("ticker") == wanted).collect()
+    assert one_contract.equals(frame.filter(pl.col("ticker") == wanted).sort("timestamp"))
+    with pytest.raises(Exception):  # noqa: B017 - the other groups are unreadable: a full read fails
+        spy_pipeline.scan("options", DAY, DAY, data_dir).collect()

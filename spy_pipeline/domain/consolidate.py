@@ -27,6 +27,7 @@ import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.black_scholes import implied_vol_and_greeks
+from spy_pipeline.domain.datasets import BY_CONTRACT_AND_MINUTE, sorted_by
 from spy_pipeline.domain.indicators import INDICATOR_COLUMNS, day_indicators
 from spy_pipeline.domain.schemas import CONSOLIDATED
 
@@ -146,18 +147,37 @@ def _contract_terms(contracts: pl.DataFrame) -> pl.DataFrame:
     return terms.with_columns(expiry_close=_expiry_closes(pl.col("expiration"), terms["expiration"]))
 
 
-def _sorted_by_ticker_and_time(bars: pl.DataFrame) -> pl.DataFrame:
-    """`bars` sorted by (ticker, timestamp); returned as is when it already is (the raw files are written so)."""
-    ticker, timestamp = bars["ticker"], bars["timestamp"]
-    if ticker.null_count() == 0 and timestamp.null_count() == 0 and ticker.is_sorted():
-        out_of_order = bars.select(
-            (
-                (pl.col("ticker") == pl.col("ticker").shift()) & (pl.col("timestamp") <= pl.col("timestamp").shift())
-            ).any()
-        ).item()
-        if not out_of_order:
-            return bars
-    return bars.sort("ticker", "timestamp")
+def _with_terms_and_minutes(options: pl.DataFrame, terms: pl.DataFrame, minutes: pl.DataFrame) -> pl.DataFrame:
+    """`options` inner-joined with its contract's `terms` on ticker, then with `minutes` on timestamp, in the
+    order of `options`.
+
+    Bars sorted by ticker come in one run per contract and the minute grid is regular, so instead of two hash
+    joins over every bar (half of the joins' time is spent keeping the order) each bar takes its contract's
+    terms by run and its minute by position: one lookup per contract, two gathers. The result is the joins'
+    (same rows, order and columns); when its conditions do not hold (a contract listed twice, a grid with a
+    gap) the joins are used.
+    """
+    step = minutes["timestamp"].diff().drop_nulls()
+    if terms["ticker"].is_duplicated().any() or minutes.height == 0 or (step != MINUTE).any():
+        return options.join(terms, on="ticker", how="inner", maintain_order="left").join(
+            minutes, on="timestamp", how="inner", maintain_order="left"
+        )
+    run = options["ticker"].rle_id()
+    per_run = pl.DataFrame({"ticker": options["ticker"].rle().struct.field("value")}).join(
+        terms.with_columns(_listed=pl.lit(True)), on="ticker", how="left", maintain_order="left"
+    )
+    slot = (options["timestamp"] - minutes["timestamp"][0]).dt.total_minutes()
+    position = slot.clip(0, minutes.height - 1).cast(pl.UInt32)
+    matched = (
+        per_run["_listed"].gather(run).is_not_null()
+        & (slot >= 0)
+        & (slot < minutes.height)
+        & (minutes["timestamp"].gather(position) == options["timestamp"])  # a bar starting on the minute
+    )
+    joined = pl.concat(
+        [options, per_run.drop("ticker", "_listed")[run], minutes.drop("timestamp")[position]], how="horizontal"
+    )
+    return joined.filter(matched)
 
 
 def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
@@ -167,7 +187,7 @@ def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
     files, which are written so) and the joins keep the bars' order, so the wide joined frame is never sorted.
     """
     minutes = spy_minutes(inputs)
-    options = _sorted_by_ticker_and_time(
+    options = sorted_by(
         inputs.option_bars.select(
             "ticker",
             "timestamp",
@@ -178,11 +198,11 @@ def consolidate_day(inputs: DayInputs) -> pl.DataFrame:
             option_volume="volume",
             option_vwap="vwap",
             option_transactions="transactions",
-        )
+        ),
+        BY_CONTRACT_AND_MINUTE,
     )
     rows = (
-        options.join(_contract_terms(inputs.contracts), on="ticker", how="inner", maintain_order="left")
-        .join(minutes, on="timestamp", how="inner", maintain_order="left")
+        _with_terms_and_minutes(options, _contract_terms(inputs.contracts), minutes)
         .with_columns(time_to_expiry_years=_years_until(pl.col("expiry_close"), pl.col("timestamp")))
     )
     greeks = implied_vol_and_greeks(

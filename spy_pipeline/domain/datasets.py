@@ -12,16 +12,22 @@ A path is a pattern of `/`-separated parts relative to the data dir, ending in `
 - any other `{name}` a folder chosen by the writer (`raw/{ticker}/`: a configured equity, lowercase), limited
   to `choices` when the dataset declares them.
 A dataset without `{date}` is one file rewritten whole (dividends, splits).
+
+`sort_by`: the order a file's rows are written in (storage sorts a frame that is not already in it). The
+datasets with a row per option contract per minute declare (ticker, timestamp): a filter on one contract,
+the common query, then finds it in a few row groups, which Parquet's min/max statistics let a reader pick.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
+
+import polars as pl
 
 from spy_pipeline.domain.schemas import (
     CONSOLIDATED,
@@ -57,6 +63,7 @@ class Dataset:
     written_by: str  # the Dagster asset (or `<name> job`) that writes it
     contents: str  # one line for data/README.md
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    sort_by: tuple[str, ...] = ()  # see the module docstring
 
     def __post_init__(self) -> None:
         parts = self.path.split("/")
@@ -69,6 +76,9 @@ class Dataset:
         unknown = set(self.choices) - set(self.folder_placeholders)
         if unknown:
             raise ValueError(f"{self.name}: choices for {sorted(unknown)}, which the path does not have")
+        unsortable = [name for name in self.sort_by if name not in self.schema.columns]
+        if unsortable:
+            raise ValueError(f"{self.name}: sort_by {unsortable}, which are not fixed columns of its schema")
 
     @property
     def partitioned(self) -> bool:
@@ -146,6 +156,7 @@ class Dataset:
 
 
 STREAM_SOURCES = ("spy", "vix", "options")
+BY_CONTRACT_AND_MINUTE = ("ticker", "timestamp")
 
 # Ordered from the most specific path to the least: `dataset_of` returns the first that matches.
 DATASETS: tuple[Dataset, ...] = (
@@ -155,7 +166,8 @@ DATASETS: tuple[Dataset, ...] = (
     Dataset("contracts", "raw/options/contracts/{date}.parquet", OPTIONS_CONTRACTS, "options_contracts",
             "the option contracts followed that day"),
     Dataset("options", "raw/options/{date}.parquet", MINUTE_BARS, "raw_options_bars",
-            "minute bars of the day's contracts"),
+            "minute bars of the day's contracts",
+            sort_by=BY_CONTRACT_AND_MINUTE),
     Dataset("news", "raw/news/{date}.parquet", NEWS, "raw_news",
             "news of the configured tickers published in the day's news window, with sentiment"),
     Dataset("dividends", "raw/corporate_actions/dividends.parquet", DIVIDENDS, "corporate_actions",
@@ -165,15 +177,19 @@ DATASETS: tuple[Dataset, ...] = (
     Dataset("equity_bars", "raw/{ticker}/{date}.parquet", MINUTE_BARS, "raw_spy_bars",
             "minute bars of the other configured equities (`{ticker}` lowercase: raw/qqq/)"),
     Dataset("consolidated", "processed/consolidated/{date}.parquet", CONSOLIDATED, "consolidated",
-            "one row per option contract per minute: SPY, VIX, indicators, news, IV and greeks"),
+            "one row per option contract per minute: SPY, VIX, indicators, news, IV and greeks",
+            sort_by=BY_CONTRACT_AND_MINUTE),
     Dataset("training", "processed/training/{date}.parquet", TRAINING, "training_dataset",
-            "consolidated + forward targets target_1 … target_{horizon}"),
+            "consolidated + forward targets target_1 … target_{horizon}",
+            sort_by=BY_CONTRACT_AND_MINUTE),
     Dataset("features", "processed/features/{date}.parquet", FEATURES, "features",
-            "model features, one row per consolidated row"),
+            "model features, one row per consolidated row",
+            sort_by=BY_CONTRACT_AND_MINUTE),
     Dataset("options_movement", "processed/options_movement/{date}.parquet", OPTIONS_MOVEMENT, "options_movement",
             "scanner events: an option's price far above its recent minimum"),
     Dataset("intraday_consolidated", "intraday/consolidated/{date}.parquet", CONSOLIDATED, "intraday_consolidated",
-            "today's consolidation from the streamed data, replaced at every refresh"),
+            "today's consolidation from the streamed data, replaced at every refresh",
+            sort_by=BY_CONTRACT_AND_MINUTE),
     Dataset("stream_contracts", "stream/contracts/{date}.parquet", OPTIONS_CONTRACTS, "stream_session job",
             "the contracts the session streams"),
     Dataset("stream_news", "stream/news/{date}/{batch}.parquet", NEWS, "stream_session job",
@@ -183,7 +199,8 @@ DATASETS: tuple[Dataset, ...] = (
             choices=MappingProxyType({"source": STREAM_SOURCES})),
     Dataset("stream_compacted", "stream/{source}/{date}.parquet", MINUTE_BARS, "stream_compaction job",
             "the day's micro-batches compacted after the after-hours, reconciled with REST",
-            choices=MappingProxyType({"source": STREAM_SOURCES})),
+            choices=MappingProxyType({"source": STREAM_SOURCES}),
+            sort_by=BY_CONTRACT_AND_MINUTE),
 )
 BY_NAME: Mapping[str, Dataset] = MappingProxyType({dataset.name: dataset for dataset in DATASETS})
 
@@ -199,6 +216,25 @@ def get(name: str) -> Dataset:
 def dataset_of(relative: str) -> Dataset | None:
     """The dataset a file under the data dir (`raw/spy/2025-01-08.parquet`) belongs to, if any."""
     return next((dataset for dataset in DATASETS if dataset.match(relative) is not None), None)
+
+
+def sorted_by(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """`frame` sorted by `columns` (ascending, stable, nulls first); returned as is when it already is in that
+    order, which costs one pass over those columns rather than a sort that moves every column."""
+    if not columns or frame.height < 2:
+        return frame
+    has_nulls = any(frame[name].null_count() for name in columns)  # where nulls go is the sort's to say
+    if not has_nulls and not frame.select(_before_previous_row(columns).any()).item():
+        return frame
+    return frame.sort(columns, maintain_order=True)
+
+
+def _before_previous_row(columns: Sequence[str]) -> pl.Expr:
+    """Per row, whether it sorts before the row above it by `columns` (null on the first row)."""
+    this, previous = pl.col(columns[0]), pl.col(columns[0]).shift()
+    if len(columns) == 1:
+        return this < previous
+    return (this < previous) | ((this == previous) & _before_previous_row(columns[1:]))
 
 
 def unpartitioned_folders() -> frozenset[tuple[str, ...]]:

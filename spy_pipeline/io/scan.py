@@ -5,7 +5,8 @@ against the dataset's declared schema before the frame is returned, so a bad fil
 than in the middle of a `collect()`. A range holding no partition is an error (`NoPartitionsError`): an empty
 frame would look like a quiet market, not like data that was never materialized.
 
-A local data dir is scanned with `pl.scan_parquet` (projection and predicate pushdown); an object store
+A local data dir is scanned with `pl.scan_parquet` (projection and predicate pushdown: a filter on a contract
+skips the row groups whose ticker statistics exclude it, see `storage.LAKE_PARQUET`); an object store
 through a pyarrow dataset over the data dir's filesystem (`storage.DataRoot`), so any filesystem the pipeline
 writes to can be read back.
 """
@@ -62,7 +63,7 @@ def scan_dataset(
     files = _files(root, declared, first, last, folders)
     schema = _common_schema(root, declared, files)
     if root.is_local:
-        return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+        return pl.scan_parquet(files, schema=schema, hive_partitioning=False, parallel=storage.LAKE_SCAN_PARALLEL)
     return pl.scan_pyarrow_dataset(pads.dataset(files, filesystem=root.fs, format="parquet"))
 
 

@@ -5,6 +5,7 @@ from spy_pipeline_tests.bench import (
     consolidation,
     flatfiles,
     greeks,
+    lake,
     live_scanner,
     sandbox,
     streaming,
@@ -13,5 +14,6 @@ from spy_pipeline_tests.bench import (
 )
 
 if __name__ == "__main__":
-    for bench in (backfill, transport, sandbox, greeks, targets, consolidation, streaming, live_scanner, flatfiles):
+    for bench in (backfill, transport, sandbox, greeks, targets, consolidation, lake, streaming, live_scanner,
+                  flatfiles):
         bench.main()
