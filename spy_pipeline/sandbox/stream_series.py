@@ -162,7 +162,7 @@ def build_series(
     if not index:
         v = np.nan_to_num(columns["v"]).astype(np.int64)
         known_vw = ~np.isnan(columns["vw"])
-        trades = np.where(np.isnan(columns["n"]), v, columns["n"]).astype(np.int64)
+        trades = np.maximum(np.where(np.isnan(columns["n"]), v, columns["n"]), 1).astype(np.int64)
         pv = v * columns["vw"]  # NaN from a minute without vwap on: the day's vwap `a` is unknown from then
         v_before = np.concatenate([[0], np.cumsum(v)[:-1]])
         pv_before = np.concatenate([[0.0], np.cumsum(pv)[:-1]])
