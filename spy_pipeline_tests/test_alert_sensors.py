@@ -1,5 +1,6 @@
 """The sensors that send alerts, evaluated against a real instance and a loopback JSON webhook: a failed run, a
-failed blocking check, scanner events with IV and delta, Polygon's error rate; each once; recorded in Dagster."""
+failed blocking check, scanner events with IV and delta, Polygon's error rate, a trading day still missing after
+the catch-up window; each once; recorded in Dagster."""
 
 from __future__ import annotations
 
@@ -25,13 +26,18 @@ from dagster import (
 
 from spy_pipeline.defs.alerts import (
     ALERT_DELIVERIES,
+    ALERT_SENSORS,
     NotifierResource,
+    build_partition_missing_sensor,
     build_polygon_error_rate_sensor,
     failed_check_alerts,
     run_failure_alerts,
     scanner_event_alerts,
 )
+from spy_pipeline.defs.automation.conditions import LOOKBACK
+from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
+from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io import lake, storage
 from spy_pipeline_tests.alert_receiver import AlertReceiver
@@ -185,3 +191,64 @@ def test_polygon_error_rate_alerts_once_per_episode(instance: DagsterInstance, r
     assert first["message"] == "5 failed attempts (retried) in the last 200 requests to Polygon"
     assert second["title"] == "Polygon error rate 3.3% (threshold 1.0%)"
     assert len(receiver.payloads) == 2
+
+
+@asset(partitions_def=trading_day_partitions)
+def nightly_bars() -> None:
+    return None
+
+
+@asset(partitions_def=trading_day_partitions)
+def nightly_features() -> None:
+    return None
+
+
+def test_a_trading_day_still_missing_after_the_catch_up_window_is_alerted_once(
+    instance: DagsterInstance, receiver: AlertReceiver
+) -> None:
+    # 2025-01-22 lost both assets, 2025-01-23 one of them: both are older than the 14-day window on 2025-02-14.
+    # 2025-02-05 is missing too, but inside the window: the automation may still catch it up.
+    holes = {"2025-01-22": ("nightly_bars", "nightly_features"), "2025-01-23": ("nightly_features",),
+             "2025-02-05": ("nightly_bars", "nightly_features")}
+    for day in cal.trading_days(dt.date(2025, 1, 2), dt.date(2025, 2, 13)):
+        for name in ("nightly_bars", "nightly_features"):
+            if name not in holes.get(day.isoformat(), ()):
+                instance.report_runless_asset_event(AssetMaterialization(name, partition=day.isoformat()))
+    clock = {"now": dt.datetime(2025, 2, 14, 12, tzinfo=cal.NEW_YORK)}
+    sensor = build_partition_missing_sensor(lookback=LOOKBACK, now=lambda: clock["now"])
+    definitions = Definitions(assets=[nightly_bars, nightly_features], sensors=[sensor],
+                              resources={"notifier": NOTIFIER})
+
+    def tick(cursor: str | None) -> tuple[object, str | None]:
+        context = build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
+                                       resources={"notifier": NOTIFIER})
+        return sensor(context), context.cursor
+
+    result, cursor = tick(None)
+    assert result is None and cursor == "2025-01-30"  # the window starts at 2025-01-31 00:00 ET
+    first, second = receiver.wait_for(2)
+    assert first["title"] == "Trading day 2025-01-22 still missing"
+    assert first["message"] == ("nightly_bars, nightly_features not materialized for 2025-01-22 "
+                                "(expected since 2025-01-23 00:00 ET)")
+    assert second["title"] == "Trading day 2025-01-23 still missing"
+    assert second["message"].startswith("nightly_features not materialized for 2025-01-23")
+
+    assert isinstance(tick(cursor)[0], SkipReason)  # nothing left the window since
+    tick(None)  # a lost cursor (or a restart) examines the same days again: the ledger sends nothing twice
+    assert len(instance.fetch_observations(ALERT_DELIVERIES, limit=10).records) == 1  # one send, one record
+
+    clock["now"] = dt.datetime(2025, 2, 20, 12, tzinfo=cal.NEW_YORK)  # 2025-02-05 has now left the window
+    result, cursor = tick(cursor)
+    assert cursor == "2025-02-05"
+    assert receiver.wait_for(3)[2]["title"] == "Trading day 2025-02-05 still missing"
+    assert len(receiver.payloads) == 3
+
+
+def test_every_alert_sensor_is_in_the_code_location() -> None:
+    from spy_pipeline.definitions import defs
+
+    names = {sensor.name for sensor in defs.get_repository_def().sensor_defs}
+    assert {sensor.name for sensor in ALERT_SENSORS} == {
+        "run_failure_alerts", "failed_check_alerts", "scanner_event_alerts", "polygon_error_rate_alerts",
+        "partition_missing_alerts"}
+    assert names >= {sensor.name for sensor in ALERT_SENSORS} | {"stream_health_sensor"}

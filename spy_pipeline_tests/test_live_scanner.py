@@ -248,8 +248,10 @@ def test_a_slow_or_down_receiver_does_not_slow_landing(tmp_path: Path, busy_cont
         live.on_landed = timed  # type: ignore[method-assign]
         result = _replay(root, busy_contracts, live)
         closing = time.monotonic()
-        assert not live.close(0.5)  # deliveries still pending or being retried: the session does not wait
-        assert time.monotonic() - closing < 2.0
+        settled = live.close(0.5)
+        if receiver_state == "slow":  # 5 s per POST: still pending, and the session does not wait for them
+            assert not settled
+        assert time.monotonic() - closing < 2.0  # (a refused POST fails fast: the down one may have settled)
     assert result.reason == "session_close" and live.stats.alerts >= 20
     assert result.wall_seconds < 30  # ~6 s of replay plus the close's grace, on a loaded machine
     assert len(hook_seconds) == result.stats.files and max(hook_seconds) < 0.05  # landing only enqueues

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--drop-every", type=int, help="drop each WebSocket connection after N data frames (a frame: a minute's events)"
     )
+    simulate.add_argument(
+        "--from-lake", action="store_true", help="replay the day recorded in the data dir (its raw partitions, from "
+        "Polygon, Flat Files or the sandbox) instead of the synthetic market; never calls Polygon, key or not"
+    )
     schema = commands.add_parser(
         "schema", help="the source-schema baselines that Polygon's answers are checked against"
     )
@@ -91,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from spy_pipeline.app.runner import ensure_dagster_home
     from spy_pipeline.app.simulate import simulate
+    from spy_pipeline.io.lake_replay import MissingInputsError
     from spy_pipeline.logs import configure_logging
 
     settings = load_settings()
-    if not settings.uses_embedded_sandbox:
-        raise ConfigError("simulate replays the embedded sandbox: unset POLYGON_API_KEY (and POLYGON_BASE_URL)")
+    if not settings.uses_embedded_sandbox and not args.from_lake:
+        raise ConfigError("simulate replays the embedded sandbox: unset POLYGON_API_KEY (and POLYGON_BASE_URL), "
+                          "or replay a recorded day with --from-lake")
     if not 1 <= args.speed <= 600:
         raise ConfigError(f"--speed must be between 1 and 600, got {args.speed:g}")
     if args.drop_every is not None and args.drop_every < 1:
@@ -104,18 +110,26 @@ def _simulate(args: argparse.Namespace) -> int:
         start = dt.time.fromisoformat(args.start_at)
     except ValueError:
         raise ConfigError(f"--start-at must be a time of day HH:MM (ET), got {args.start_at!r}") from None
-    configure_logging(settings.log_level, settings.log_format)
+    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
+    configure_logging(settings.log_level, settings.log_format, secrets=[key])
     day = cal.require_trading_day(cal.parse_date(args.date))
     home = ensure_dagster_home(Path.cwd())
     bounds = cal.session_bounds(day)
     if not bounds.pre_market_open <= dt.datetime.combine(day, start, cal.NEW_YORK) < bounds.close:
         raise ConfigError(f"--start-at {args.start_at} is outside {day}'s streaming hours (pre-market open to close)")
-    print(f"spy_pipeline: replaying {day} from {args.start_at} ET at {args.speed:g}x through the streaming session")
-    result = simulate(day, args.speed, args.start_at, args.drop_every)
+    data_dir = settings.resolved_data_dir if settings.data_dir_is_local else settings.data_dir
+    source = f"the day recorded in {data_dir}" if args.from_lake else "the sandbox's synthetic market"
+    print(f"spy_pipeline: replaying {day} from {args.start_at} ET at {args.speed:g}x through the streaming session, "
+          f"from {source}")
+    try:
+        result = simulate(day, args.speed, args.start_at, args.drop_every, from_lake=args.from_lake)
+    except MissingInputsError as exc:
+        print(f"spy-pipeline: --from-lake: {exc}", file=sys.stderr)
+        return 1
     print(f"Dagster runs {', '.join(result.run_ids)} {'succeeded' if result.success else 'FAILED'} "
           f"in {result.seconds:.1f} s:")
     print("\n".join(result.lines))
-    print(f"Data under {settings.resolved_data_dir if settings.data_dir_is_local else settings.data_dir}/stream and "
+    print(f"Data under {data_dir}/stream and "
           f"intraday/; run history in {home}: `make dev` shows it at http://127.0.0.1:3000")
     return 0 if result.success else 1
 

@@ -5,6 +5,9 @@ The one place that acts on `Settings.uses_embedded_sandbox`. Without POLYGON_API
 - WebSocket: the sandbox replays the synthetic market of the session's day at `speed` (1x is real time) from
   `start_at` (ET, default: now's time of day, so a session started before the open waits for it); the session
   then runs on the sandbox's clock, so a replayed day ends by itself.
+
+`open_replay_endpoint` is the exception: a sandbox WebSocket replaying bars the caller gives (a day recorded
+in the data dir), with or without a key, never Polygon.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from spy_pipeline.polygon.rate_limit import SharedTokenBucket
 from spy_pipeline.polygon.transport import RetryPolicy
 from spy_pipeline.polygon.websocket import POLYGON_FEED
 from spy_pipeline.sandbox.server import SandboxServer
+from spy_pipeline.sandbox.stream_series import BarSource
 from spy_pipeline.sandbox.websocket import SandboxStream
 from spy_pipeline.settings import POLYGON_URL, Settings
 
@@ -120,11 +124,25 @@ def open_stream_endpoint(
             raise ValueError("speed, start_at and drop_every replay the sandbox: unset POLYGON_API_KEY to simulate")
         yield StreamEndpoint(_real_key(settings), POLYGON_FEED, True, WallClock())
         return
+    with open_replay_endpoint(day, None, speed, start_at, drop_every) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def open_replay_endpoint(
+    day: dt.date,
+    bars: BarSource | None,
+    speed: float | None = None,
+    start_at: str | None = None,
+    drop_every: int | None = None,
+) -> Iterator[StreamEndpoint]:
+    """Yield a loopback sandbox WebSocket replaying `day` from `bars` (None: the synthetic market) at `speed`
+    from `start_at`, whatever the settings: the key it accepts is its own."""
     if speed is not None and not 1 <= speed <= 600:
         raise ValueError(f"speed must be between 1 and 600 (got {speed:g})")
     key = _sandbox_key()
     with SandboxStream(key, day, speed=speed or 1.0, start_at=start_at or _default_start(day),
-                       drop_every=drop_every) as sandbox:
+                       drop_every=drop_every, bars=bars) as sandbox:
         yield StreamEndpoint(key, sandbox.feed, False, sandbox.clock, sandbox)
 
 

@@ -16,21 +16,33 @@
   a minute, ``av`` and ``a`` equal those of the minute's AM event.
 - Indices (``I:VIX`` on ``indices``) carry only ev, sym, op, o, c, h, l, s, e; options (``O:SPY...`` on
   ``options``) carry the equity fields.
+
+Recorded days. `build_series(..., bars=...)` streams the bars another source gives (a day replayed from the
+data dir) instead of the synthetic market's: the same events, with the generic five-point path in every
+minute (the synthetic quarter-minute path belongs to synthetic bars only). What a recording lacks stays out
+of the events rather than being invented: a minute without a vwap (Flat Files have none) has no ``vw`` and,
+from then on, no ``a``; one without a trade count has no ``z`` (its volume is split as if it had one trade
+per share, at most four A events).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.sandbox import catalog, market
 from spy_pipeline.sandbox.replay_clock import epoch_ms
 
+# Polygon-shaped minute bars (t, o, h, l, c[, v, vw, n]) of a ticker on a day; an index has no v, vw, n.
+BarSource = Callable[[str, dt.date], pl.DataFrame]
 QUARTER_MS = 60_000 // market.STEPS_PER_MINUTE
 MINUTE_MS = 60_000
 # Quarters [a, b) of a minute merged into one A event, by number of A events in the minute.
@@ -127,33 +139,43 @@ def _allocate(
     return vols, counts, vwaps, (target / total if total > 0 else 1.0)
 
 
-def build_series(symbol: str, day: dt.date, start_ms: int, end_ms: int) -> EventSeries:
-    """Every A and AM event of `symbol` on `day` with start_ms < e <= end_ms (see the module docstring)."""
-    frame = catalog.minute_bars(symbol, day)
+def _known(value: float) -> bool:
+    return not math.isnan(value)
+
+
+def build_series(
+    symbol: str, day: dt.date, start_ms: int, end_ms: int, bars: BarSource | None = None
+) -> EventSeries:
+    """Every A and AM event of `symbol` on `day` with start_ms < e <= end_ms, from `bars` (default: the
+    synthetic market's; see the module docstring)."""
+    frame = (bars or catalog.minute_bars)(symbol, day)
     at: dict[int, dict[str, str]] = {}
     if frame.height == 0:
         return EventSeries(symbol, at)
-    bars = {name: frame[name].to_numpy() for name in frame.columns}
-    t = bars["t"].astype(np.int64)
-    index = "v" not in bars
+    columns = {name: frame[name].cast(pl.Float64).to_numpy() if name != "t" else frame[name].to_numpy()
+               for name in frame.columns}  # nulls become NaN
+    t = columns["t"].astype(np.int64)
+    index = "v" not in columns
     open_ms = epoch_ms(cal.session_bounds(day).open)
     regular = np.flatnonzero(t >= open_ms)
-    op = float(bars["o"][regular[0]]) if regular.size else None
+    op = float(columns["o"][regular[0]]) if regular.size else None
     if not index:
-        v = bars["v"].astype(np.int64)
-        pv = bars["v"] * bars["vw"]
+        v = np.nan_to_num(columns["v"]).astype(np.int64)
+        known_vw = ~np.isnan(columns["vw"])
+        trades = np.maximum(np.where(np.isnan(columns["n"]), v, columns["n"]), 1).astype(np.int64)
+        pv = v * columns["vw"]  # NaN from a minute without vwap on: the day's vwap `a` is unknown from then
         v_before = np.concatenate([[0], np.cumsum(v)[:-1]])
         pv_before = np.concatenate([[0.0], np.cumsum(pv)[:-1]])
     points_of = (
-        _equity_points(symbol, day, t, bars) if market_of(symbol) == "stocks" else [None] * len(t)
+        _equity_points(symbol, day, t, columns) if bars is None and market_of(symbol) == "stocks" else [None] * len(t)
     )
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     in_window = np.flatnonzero((t + MINUTE_MS > start_ms) & (t + QUARTER_MS <= end_ms))
     for i in in_window:
         s = int(t[i])
-        o, h, low, c = (float(bars[k][i]) for k in ("o", "h", "l", "c"))
+        o, h, low, c = (float(columns[k][i]) for k in ("o", "h", "l", "c"))
         points = points_of[i] or _generic_points(o, h, low, c)
-        groups = _GROUPS[4 if index else int(min(4, bars["n"][i], v[i]))]
+        groups = _GROUPS[4 if index else int(max(1, min(4, trades[i], v[i])))]
         events: list[tuple[str, int, dict[str, Any]]] = []
         if index:
             for a, b in groups:
@@ -161,23 +183,27 @@ def build_series(symbol: str, day: dt.date, start_ms: int, end_ms: int) -> Event
                 events.append(("A", s + b * QUARTER_MS, {"o": span[0], "c": span[-1], "h": max(span), "l": min(span)}))
         else:
             spans = [points[a : b + 1] for a, b in groups]
-            vol, trades, vwaps, scale = _allocate(
-                int(v[i]), int(bars["n"][i]), float(bars["vw"][i]), [min(p) for p in spans], [max(p) for p in spans]
+            vwap = float(columns["vw"][i]) if known_vw[i] else (h + low + c) / 3  # only to spread the volume
+            vol, counts, vwaps, scale = _allocate(
+                int(v[i]), int(trades[i]), vwap, [min(p) for p in spans], [max(p) for p in spans]
             )
             cum_v, cum_pv = int(v_before[i]), float(pv_before[i])
             minute_a = round(float(pv_before[i] + pv[i]) / int(v_before[i] + v[i]), 4)
-            for (_, b), span, q, n, w in zip(groups, spans, vol, trades, vwaps, strict=True):
+            unknown = {name for name, known in (("vw", known_vw[i]), ("a", _known(minute_a)),
+                                                ("z", _known(columns["n"][i]))) if not known}
+            for (_, b), span, q, n, w in zip(groups, spans, vol, counts, vwaps, strict=True):
                 cum_v, cum_pv = cum_v + q, cum_pv + q * w * scale  # scale: `a` stays exact even if vw was clipped
                 day_vwap = minute_a if b == 4 else round(cum_pv / cum_v, 4)  # the minute's last: same as its AM
                 fields = {"v": q, "av": cum_v, "vw": round(w, 4), "o": span[0], "c": span[-1], "h": max(span),
                           "l": min(span), "a": day_vwap, "z": round(q / n)}
-                events.append(("A", s + b * QUARTER_MS, fields))
+                events.append(("A", s + b * QUARTER_MS, _without(fields, unknown)))
         if index:
             am: dict[str, Any] = {"o": o, "c": c, "h": h, "l": low}
         else:
             cum_v = int(v_before[i] + v[i])
-            am = {"v": int(v[i]), "av": cum_v, "vw": float(bars["vw"][i]), "o": o, "c": c, "h": h, "l": low,
-                  "a": minute_a, "z": round(int(v[i]) / int(bars["n"][i]))}
+            am = {"v": int(v[i]), "av": cum_v, "vw": float(columns["vw"][i]), "o": o, "c": c, "h": h, "l": low,
+                  "a": minute_a, "z": round(int(v[i]) / int(trades[i]))}
+            am = _without(am, unknown)
         events.append(("AM", s + MINUTE_MS, am))
         for ev, e, fields in events:
             if not start_ms < e <= end_ms:
@@ -186,6 +212,10 @@ def build_series(symbol: str, day: dt.date, start_ms: int, end_ms: int) -> Event
             event = _ordered(ev, symbol, fields, op if op is not None and start >= open_ms else None, start, e)
             at.setdefault(e, {})[ev] = dumps(event)
     return EventSeries(symbol, at)
+
+
+def _without(fields: dict[str, Any], unknown: set[str]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if name not in unknown}
 
 
 def _ordered(ev: str, symbol: str, fields: dict[str, Any], op: float | None, s: int, e: int) -> dict[str, Any]:

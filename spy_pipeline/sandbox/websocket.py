@@ -23,7 +23,8 @@ client is disconnected or not yet (re)subscribed is lost, as on Polygon. Events 
 (start, end] are streamed, end being the session close (13:00 ET on early closes) unless ``end_at`` says
 otherwise. Every event of one instant goes out in one frame per connection (one frame per quarter minute
 at most), so frame counts are deterministic. The events themselves (A and AM aggregates that equal the REST
-bars) are built by stream_series.py; the clock is replay_clock.py.
+bars) are built by stream_series.py; the clock is replay_clock.py. With ``bars`` (a `BarSource`) the server
+streams those bars instead of the synthetic market's: a recorded day replayed from the data dir.
 
 Session end. Polygon keeps the socket open after the close (after-hours aggregates follow, then nothing);
 closing is a sandbox convenience for tests: with ``close_at_session_end=True`` (default) every connection gets
@@ -59,7 +60,7 @@ from websockets.http11 import Request, Response
 from spy_pipeline.sandbox import market
 from spy_pipeline.sandbox.replay_clock import SimClock, epoch_ms, new_york_time
 from spy_pipeline.sandbox.stream_log import ConnectionLog, Frame
-from spy_pipeline.sandbox.stream_series import QUARTER_MS, EventSeries, build_series, market_of
+from spy_pipeline.sandbox.stream_series import QUARTER_MS, BarSource, EventSeries, build_series, market_of
 
 MARKETS = ("stocks", "options", "indices")
 DATA_EVENTS = ("A", "AM")
@@ -117,8 +118,10 @@ class SandboxStream:
         close_at_session_end: bool = True,
         clock_start: Literal["start", "subscribe"] = "start",
         drop_code: int | None = None,
+        bars: BarSource | None = None,
     ) -> None:
         self.api_key = api_key
+        self.bars = bars
         self.clock = SimClock(day, speed, start_at)
         self.day = self.clock.day
         self.end_ms = epoch_ms(self.clock.resolve(end_at)) if end_at is not None else epoch_ms(self.clock.bounds.close)
@@ -477,7 +480,7 @@ class SandboxStream:
         return {"stocks": sorted(market.PROFILES), "indices": [market.VIX_TICKER]}.get(market_name, [])
 
     def _build(self, symbols: list[str]) -> dict[str, EventSeries]:
-        return {s: build_series(s, self.day, self.clock.start_ms, self.end_ms) for s in symbols}
+        return {s: build_series(s, self.day, self.clock.start_ms, self.end_ms, self.bars) for s in symbols}
 
     def _resolve_pairs(self, conn: _Conn) -> None:
         pairs = {(s, c.partition(".")[0]) for c in conn.channels for s in self._symbols(conn.log.market,

@@ -315,7 +315,7 @@ class _Session:
         while not self._stopping:
             conn.client = websocket_client(self.config.api_key, self.config.feed, conn.market, self.config.secure,
                                            conn.symbols, self.config.max_reconnects,
-                                           schemas=self.rest.schemas if self.rest is not None else None)
+                                           schemas=getattr(self.rest, "schemas", None))  # a replay has none
             conn.clean_end = False
 
             async def processor(messages: list[Any], conn: _Connection = conn) -> None:

@@ -5,8 +5,9 @@ is the ledger's business (under DAGSTER_HOME), so a cursor lost or rewound never
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 from dagster import (
@@ -18,12 +19,15 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
+    partition_loading_context,
     run_failure_sensor,
     sensor,
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from spy_pipeline.defs.alerts.resources import NotifierResource
+from spy_pipeline.defs.automation.conditions import LOOKBACK
+from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import CONSOLIDATED
@@ -31,6 +35,7 @@ from spy_pipeline.io import lake
 from spy_pipeline.io.alerts import (
     Alert,
     check_failed_alert,
+    partition_missing_alert,
     polygon_error_rate_alert,
     run_failed_alert,
     scanner_event_alert,
@@ -212,3 +217,69 @@ def build_polygon_error_rate_sensor(
 
 
 polygon_error_rate_alerts = build_polygon_error_rate_sensor()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _window_boundary(now: dt.datetime, lookback: dt.timedelta) -> dt.datetime | None:
+    """Where the automation's catch-up window begins at `now`: the latest trading-day partition's end minus
+    `lookback`, as AutomationCondition.in_latest_time_window computes it; None before the first partition."""
+    with partition_loading_context(effective_dt=now):
+        latest = trading_day_partitions.get_last_partition_window()
+    return None if latest is None else latest.end - lookback
+
+
+def _left_window(first: dt.date, boundary: dt.datetime) -> list[dt.date]:
+    """Trading days from `first` whose partition (which ends at the next midnight, ET) ends by `boundary`."""
+    last = boundary.astimezone(cal.NEW_YORK).date() - dt.timedelta(days=1)
+    return cal.trading_days(first, last) if first <= last else []
+
+
+def build_partition_missing_sensor(
+    *, lookback: dt.timedelta = LOOKBACK, now: Callable[[], dt.datetime] = _now,
+    name: str = "partition_missing_alerts",
+) -> SensorDefinition:
+    """An alert per trading day that left the catch-up window (`lookback`, the automation's LOOKBACK) with a
+    nightly (trading-day partitioned) asset still not materialized: the automation no longer requests it (nor a
+    day whose latest run failed), so only a person can. The cursor is the last day examined, so each day is
+    examined once; the ledger never sends a day's alert twice, should the cursor be lost. The first evaluation
+    examines the days that left the window in the last `lookback`, not the whole history (an instance that
+    backfilled a few days long ago has no nightly history to miss). `now` is for tests."""
+
+    @sensor(name=name, minimum_interval_seconds=300, default_status=DefaultSensorStatus.RUNNING,
+            description=f"Alerts once per trading day still missing a nightly asset after the automation's "
+            f"{lookback.days}-day catch-up window (cursor: the last day examined).")
+    def _partition_missing(context: SensorEvaluationContext, notifier: NotifierResource) -> SkipReason | None:
+        boundary = _window_boundary(now(), lookback)
+        nightly = sorted((node.key for node in context.repository_def.asset_graph.asset_nodes
+                          if node.partitions_def == trading_day_partitions), key=AssetKey.to_user_string)
+        if boundary is None or not nightly:
+            return SkipReason("no nightly asset or no trading-day partition yet")
+        if context.cursor:
+            first = cal.parse_date(context.cursor) + dt.timedelta(days=1)
+        else:
+            first = max((boundary - lookback).astimezone(cal.NEW_YORK).date(), cal.FIRST_TRADING_DAY)
+        days = _left_window(first, boundary)
+        if not days:
+            return SkipReason(f"no trading day left the catch-up window since {first}")
+        materialized = {key: context.instance.get_materialized_partitions(key) for key in nightly}
+        alerts = []
+        for day in days:
+            missing = [key.to_user_string() for key in nightly if day.isoformat() not in materialized[key]]
+            if missing:
+                expected = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), cal.NEW_YORK)
+                alerts.append(partition_missing_alert(day=day.isoformat(), assets=missing,
+                                                      since=f"{expected:%Y-%m-%d %H:%M} ET"))
+        if alerts:
+            notifier.send(context.instance, alerts, context.log)
+        context.update_cursor(days[-1].isoformat())
+        if alerts:
+            return None
+        return SkipReason(f"every nightly asset is materialized for {days[0]} to {days[-1]}")
+
+    return _partition_missing
+
+
+partition_missing_alerts = build_partition_missing_sensor()

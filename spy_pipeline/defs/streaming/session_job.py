@@ -1,7 +1,9 @@
 """stream_session: one trading day's streaming session, then the after-close compaction of what it landed.
 
 Run by the market-open sensor (one per trading day), from the UI's launchpad, or by `spy-pipeline
-simulate`. Terminating the run from the UI stops the session cleanly (the buffer lands, no partial file);
+simulate`. With `from_lake` the day recorded in the data dir is replayed (io/lake_replay.py): the WebSocket,
+the gap fills, the news polls and the compaction's reconciliation all read the raw partitions, never Polygon.
+Terminating the run from the UI stops the session cleanly (the buffer lands, no partial file);
 the compaction then does not run (the day was not streamed to its close). A live day is compacted after its
 after-hours session by stream_compaction_schedule (compaction.py).
 
@@ -24,12 +26,14 @@ from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.selection import DEFAULT_MAX_CONTRACTS, SelectionConfig
 from spy_pipeline.io import lake
 from spy_pipeline.io.alerts import AlertLedger, NotifierOptions
+from spy_pipeline.io.lake_replay import RecordedDay
 from spy_pipeline.io.storage import DataRoot, StorageError
 from spy_pipeline.logs import get_logger
+from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.errors import PolygonError
-from spy_pipeline.polygon.session import open_stream_endpoint
+from spy_pipeline.polygon.session import open_replay_endpoint, open_stream_endpoint
 from spy_pipeline.settings import load_settings
-from spy_pipeline.streaming.intraday import previous_close, session_contracts
+from spy_pipeline.streaming.intraday import contracts_path, previous_close, session_contracts
 from spy_pipeline.streaming.live_scanner import LiveScanConfig, LiveScanner
 from spy_pipeline.streaming.planning import DEFAULT_LEAD
 from spy_pipeline.streaming.session import MAX_OPTION_CONTRACTS, StreamConfig, run_interruptibly, run_stream_session
@@ -39,7 +43,8 @@ STREAM_DAY_TAG = "spy_pipeline/stream_day"
 
 
 class StreamSessionConfig(Config):
-    """One session. The sandbox-only fields replay a past day (simulation); with a key they must stay unset."""
+    """One session. The sandbox-only fields replay a past day (simulation); with a key they must stay unset,
+    unless the day is replayed from the data dir (`from_lake`)."""
 
     date: str | None = Field(default=None, description="Trading day YYYY-MM-DD (default: today in New York)")
     speed: float | None = Field(default=None, description="Sandbox only: replay speed, 1-600 (60 = an hour a minute)")
@@ -48,6 +53,10 @@ class StreamSessionConfig(Config):
     )
     drop_every: int | None = Field(
         default=None, description="Sandbox only: drop each connection after N data frames (tests, demos)"
+    )
+    from_lake: bool = Field(
+        default=False, description="Replay the day recorded in the data dir (its raw partitions) on loopback: "
+        "WebSocket, gap fills, news and compaction never call Polygon, whatever the key",
     )
     flush_seconds: float = Field(default=5.0, gt=0, description="Land buffered bars at least this often (wall s)")
     flush_records: int = Field(default=5_000, ge=1, description="Land a source's buffer at once at this size")
@@ -80,12 +89,22 @@ def stream_market_session(
     context.instance.add_run_tags(context.run_id, {STREAM_DAY_TAG: day.isoformat()})
     root = store.data_root
     settings = settings_with_logging()
-    contracts = session_contracts(polygon.client, root, day, SelectionConfig(max_contracts=config.max_contracts))
+    if config.from_lake:
+        recorded = RecordedDay(root, day)
+        rest = recorded
+        contracts = recorded.contracts(config.max_contracts)
+        root.write_parquet(contracts, contracts_path(root, day))  # the contracts the day's sessions follow
+        opened = open_replay_endpoint(day, recorded.stream_bars, config.speed, config.start_at, config.drop_every)
+    else:
+        rest = polygon.client
+        contracts = session_contracts(rest, root, day, SelectionConfig(max_contracts=config.max_contracts))
+        opened = open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every)
     tickers = tuple(contracts["ticker"].to_list())
-    context.log.info(f"{day}: streaming SPY, I:VIX and {len(tickers)} option contracts")
-    live = _live_scanner(context, config, notifier, polygon, root, day) if config.live_scan else None
+    source = "the data dir" if config.from_lake else "the sandbox" if settings.uses_embedded_sandbox else "Polygon"
+    context.log.info(f"{day}: streaming SPY, I:VIX and {len(tickers)} option contracts from {source}")
+    live = _live_scanner(context, config, notifier, rest, root, day) if config.live_scan else None
     try:
-        with open_stream_endpoint(settings, day, config.speed, config.start_at, config.drop_every) as endpoint:
+        with opened as endpoint:
             stream_config = StreamConfig(
                 day=day, api_key=endpoint.api_key, feed=endpoint.feed, secure=endpoint.secure, options=tickers,
                 flush_seconds=config.flush_seconds, flush_records=config.flush_records,
@@ -96,7 +115,8 @@ def stream_market_session(
             )
             with polygon.client.schemas.capture() as seen:  # the raw events' fields, for schema drift
                 result = run_interruptibly(lambda stop: run_stream_session(
-                    stream_config, root, endpoint.clock, polygon.client, stop, live.on_landed if live else None))
+                    stream_config, root, endpoint.clock, rest, stop,  # type: ignore[arg-type]
+                    live.on_landed if live else None))
     finally:
         if live is not None:
             _close_live_scanner(context, live, notifier)
@@ -108,6 +128,8 @@ def stream_market_session(
         "day": day.isoformat(),
         "ended": result.reason,
         "simulated": endpoint.simulated,
+        "source": source,
+        "feed": endpoint.feed,
         "messages": stats.messages,
         "landed_rows": stats.landed_rows,
         "files": stats.files,
@@ -123,15 +145,15 @@ def stream_market_session(
         "source_schema_drift": "\n".join(drift) or "none",
         **({"live_events": live.stats.events, "live_alerts": live.stats.alerts} if live else {}),
     })
-    return {"day": day.isoformat(), "reason": result.reason, "contracts": list(tickers)}
+    return {"day": day.isoformat(), "reason": result.reason, "contracts": list(tickers), "from_lake": config.from_lake}
 
 
 def _live_scanner(context: OpExecutionContext, config: StreamSessionConfig, notifier: NotifierResource,
-                  polygon: PolygonResource, root: DataRoot, day: dt.date) -> LiveScanner:
+                  rest: PolygonClient | RecordedDay, root: DataRoot, day: dt.date) -> LiveScanner:
     settings = load_settings()
     scan = LiveScanConfig(
         min_price=settings.scanner_min_price, min_volume=settings.scanner_min_volume,
-        risk_free_rate=settings.risk_free_rate, dividend_yield=_dividend_yield(polygon, root, day),
+        risk_free_rate=settings.risk_free_rate, dividend_yield=_dividend_yield(rest, root, day),
         run_id=context.run_id, ui_url=settings.ui_url,
     )
     # the resource's delivery settings (it builds its options inside `open`), with the live digest window
@@ -146,10 +168,10 @@ def _live_scanner(context: OpExecutionContext, config: StreamSessionConfig, noti
                        on_alert=lambda alert: context.log.info(f"scanner event: {alert.body} {alert.link or ''}"))
 
 
-def _dividend_yield(polygon: PolygonResource, root: DataRoot, day: dt.date) -> float:
+def _dividend_yield(rest: PolygonClient | RecordedDay, root: DataRoot, day: dt.date) -> float:
     """SPY's trailing yield as consolidated uses it, when the dividends are in the lake; else 0 (IV only)."""
     try:
-        return lake.dividend_yield(root, "SPY", day, previous_close(polygon.client, day))
+        return lake.dividend_yield(root, "SPY", day, previous_close(rest, day))  # type: ignore[arg-type]
     except (StorageError, PolygonError) as exc:
         get_logger(__name__).info("live_scanner_no_dividend_yield", error=str(exc))
         return 0.0
@@ -173,6 +195,8 @@ def compact_stream_day(
         context.log.info(f"{day}: the session ended before the close ({session['reason']}): no compaction")
     elif not rest_day_complete(day):
         context.log.info(f"{day}: compaction after the after-hours session, by stream_compaction_schedule (20:15 ET)")
+    elif session.get("from_lake"):  # reconciled with the recording, which stands for REST
+        compact_and_report(context, RecordedDay(store.data_root, day), store, day)  # type: ignore[arg-type]
     else:
         compact_and_report(context, polygon.client, store, day)
 
