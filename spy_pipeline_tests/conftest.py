@@ -21,48 +21,8 @@ FIXTURES_DIR = Path(__file__).resolve().parent / "polygon_fixtures"
 SANDBOX_KEY = "test-key-5f1c2a9e"
 
 
-# Heavy fixtures shared by a module's tests (a sandbox lake, a PostgreSQL server, `dagster dev`) are built once:
-# the tests that use a module- or class-scoped fixture form one xdist group (one worker, `--dist loadgroup` in
-# `make test`); every other test goes to whichever worker is free.
-MODULE_SHARED_SCOPES = {"module", "class"}
-
-
-def shared_fixture_group(item: pytest.Item) -> str | None:
-    """The xdist group of a test that uses a module- or class-scoped fixture: its module's path."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    scopes = {definition.scope for definitions in info.name2fixturedefs.values() for definition in definitions}
-    return item.nodeid.split("::")[0] if scopes & MODULE_SHARED_SCOPES else None
-
-
-def xdist_group(item: pytest.Item) -> str | None:
-    marks = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-                    for mark in item.iter_markers("xdist_group")})
-    return "_".join(marks) or None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
-    xdist = config.pluginmanager.hasplugin("xdist")  # the mark is xdist's (`-p no:xdist` runs everything here)
-    for item in items if xdist else ():
-        if xdist_group(item) is None and (group := shared_fixture_group(item)):
-            item.add_marker(pytest.mark.xdist_group(group))
-    yield  # xdist's own hook turns the marks into work units (in its workers, under --dist loadgroup)
-    if getattr(config.option, "loadgroup", False):
-        give_node_ids_their_group(items)
-
-
-def give_node_ids_their_group(items: list[pytest.Item]) -> None:
-    """pytest-xdist#1386: on pytest 9.2 xdist's `item._nodeid = "<id>@<group>"` no longer changes the node id, so
-    `--dist loadgroup` silently stops grouping; set the suffix the way xdist's pending fix (#1388) does. Does
-    nothing where xdist already did it."""
-    from _pytest.nodeid import NodeId
-
-    for item in items:
-        group = xdist_group(item)
-        if group and not item.nodeid.endswith(f"@{group}") and hasattr(item, "_id"):
-            item._id = NodeId.parse(f"{item.nodeid}@{group}")
+# `make test`'s parallel workers: which tests share one (spy_pipeline_tests/parallel.py)
+pytest_plugins = ["spy_pipeline_tests.parallel"]
 
 
 @pytest.fixture(autouse=True)
