@@ -39,7 +39,8 @@ def test_minute_bars_equal_the_sandbox_market(sandbox: SandboxServer) -> None:
 
 
 def test_multi_day_range_follows_pagination_to_the_end(sandbox: SandboxServer) -> None:
-    client = _client(sandbox)
+    # the sandbox builds each 50,000-bar page's ~40 days cold: far more than 5 s on a loaded machine
+    client = _client(sandbox, read_timeout_s=120.0)
     start, end = dt.date(2024, 1, 2), dt.date(2024, 4, 30)  # ~ 83 days: more than one 50,000-bar page
     frame = client.minute_bars("SPY", start, end)
     assert sandbox.request_count("/v2/aggs") == client.stats.requests >= 2
