@@ -65,8 +65,12 @@ postgres-binaries:
 browser-binaries:
 	$(call debian_package,[ -x /usr/bin/chromium ],chromium,test_ui_browser.py (a real headless browser))
 
+# Parallel workers (pytest-xdist): many tests wait on servers and subprocesses, so more workers than cores pay.
+# Tests sharing a module-scoped fixture stay on one worker, heavy groups first (spy_pipeline_tests/parallel.py).
+# TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 4
 test: $(STAMP) postgres-binaries browser-binaries
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000

@@ -21,6 +21,10 @@ FIXTURES_DIR = Path(__file__).resolve().parent / "polygon_fixtures"
 SANDBOX_KEY = "test-key-5f1c2a9e"
 
 
+# `make test`'s parallel workers: which tests share one (spy_pipeline_tests/parallel.py)
+pytest_plugins = ["spy_pipeline_tests.parallel"]
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No outside configuration leaks in: no Polygon key, data and Dagster home in tmp, no .env."""

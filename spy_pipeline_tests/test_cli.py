@@ -29,7 +29,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def test_run_backfills_the_last_trading_days_and_prints_a_summary(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "spy-pipeline"), "run", "--end", "2025-01-10", "--days", "3"],
-        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "succeeded" in result.stdout and "3 partitions (2025-01-07 to 2025-01-10)" in result.stdout
@@ -101,7 +101,7 @@ def test_closing_summary_says_what_is_missing_after_a_failure(tmp_path: Path) ->
 def test_run_with_a_bad_date_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "spy-pipeline"), "run", "--end", "2025-02-30"],
-        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "spy-pipeline: malformed date '2025-02-30': expected YYYY-MM-DD"
@@ -109,7 +109,7 @@ def test_run_with_a_bad_date_prints_one_line_and_exits_2(tmp_path: Path) -> None
 
 def test_run_with_bad_configuration_names_the_variable(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(BIN / "spy-pipeline"), "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [str(BIN / "spy-pipeline"), "run"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env=_env(tmp_path, SPY_PIPELINE_REQUESTS_PER_MINUTE="0"),
     )
     assert result.returncode == 2
@@ -143,7 +143,7 @@ def test_sandbox_serve_answers_the_official_client_and_feeds_dagster_cli(tmp_pat
         result = subprocess.run(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "spy_pipeline.definitions",
              "--select", "raw_spy_bars", "--partition-range", "2025-01-07...2025-01-08"],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180,
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert sorted(p.stem for p in (tmp_path / "data" / "raw" / "spy").glob("*.parquet")) == [

@@ -388,7 +388,7 @@ def test_status_command_reads_dagster_home(tmp_path: Path, monkeypatch: pytest.M
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POLYGON_", "SPY_PIPELINE_"))}
     env.update({"DAGSTER_HOME": str(home), "SPY_PIPELINE_DATA_DIR": str(data)})
     result = subprocess.run([str(BIN / "spy-pipeline"), "status"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert f"Dagster instance: {home.resolve()}" in out

@@ -151,7 +151,7 @@ def test_terminated_run_flushes_and_leaves_only_complete_files(tmp_path: Path, i
             time.sleep(0.1)
         assert len(batch_files(root, "spy", DAY)) >= 3, "no micro-batch landed within 90 s"
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
+        output, _ = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()

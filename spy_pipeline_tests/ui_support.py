@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
     "--metrics-recording-only",
     "--no-default-browser-check",
 ]
-SERVER_START_TIMEOUT_S = 120.0
+SERVER_START_TIMEOUT_S = 300.0
 TERMINAL_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -87,9 +87,9 @@ def prepare_instance(dagster_home: Path, data_dir: Path, *, end: str, days: int)
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     env = child_env(dagster_home, data_dir, SPY_PIPELINE_RUN_END_DATE=end, SPY_PIPELINE_RUN_DAYS=str(days))
-    output = _run([str(BIN / "spy-pipeline"), "run"], env, "spy-pipeline run", timeout=300)
+    output = _run([str(BIN / "spy-pipeline"), "run"], env, "spy-pipeline run", timeout=900)
     output += _run([sys.executable, "-m", "spy_pipeline_tests.ui_support", "stop-automation"], env,
-                   "stopping the schedules and sensors", timeout=180)
+                   "stopping the schedules and sensors", timeout=600)
     return output
 
 
