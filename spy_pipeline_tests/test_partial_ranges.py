@@ -87,11 +87,12 @@ def test_each_partition_of_a_successful_range_run_gets_its_own_metadata(
             assert materialize(assets, resources=defs.resources, instance=instance, run_config=QUIET,
                                tags=tags).success
         # consolidated needs its inputs: the other raw assets for the two days
-        raw = [a for a in location.DAILY_ASSETS if a.key.to_user_string() in {
-            "raw_vix_bars", "raw_news", "options_contracts", "raw_options_bars"}]
-        assert materialize([*raw, consolidated], resources=defs.resources, instance=instance, run_config=QUIET,
-                           selection=[*[a.key for a in raw], consolidated.key],
+        later = [a for a in location.DAILY_ASSETS if a.key.to_user_string() in {
+            "raw_vix_bars", "raw_news", "options_contracts", "raw_options_bars", "consolidated", "options_movement",
+            "daily_charts"}]
+        assert materialize(later, resources=defs.resources, instance=instance, run_config=QUIET,
                            tags={START: days[0], END: days[-1]}).success
+        charts = materializations(instance, AssetKey("daily_charts"))
         by_day = materializations(instance, consolidated.key)
     assert sorted(by_day) == days
     rows = {day: pl.read_parquet(data_dir / "processed" / "consolidated" / f"{day}.parquet") for day in days}
@@ -103,6 +104,12 @@ def test_each_partition_of_a_successful_range_run_gets_its_own_metadata(
         assert metadata["iv_nan_share"] == round(float((rows[day]["iv_reason"] != 0).mean()), 4)
         assert metadata["path"].endswith(f"processed/consolidated/{day}.parquet")
         assert metadata["rows_missing_indicator_history"] == 0  # 01-03's SPY bars are in the lake for 01-06
+    # the day's charts, thumbnails inline, on the day's own materialization (not only for one-day runs)
+    assert sorted(charts) == days
+    for day in days:
+        assert charts[day]["spy_vix_path"].endswith(f"reports/charts/{day}/spy_vix.png")
+        assert charts[day]["spy_vix"].startswith(f"![SPY and VIX {day}](data:image/png;base64,")
+    assert charts[days[0]]["spy_vix"] != charts[days[1]]["spy_vix"]
 
 
 @pytest.mark.integration

@@ -5,6 +5,7 @@ import base64
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from spy_pipeline.defs.automation.conditions import DAILY_CONDITION
+from spy_pipeline.defs.partial_ranges import finish_range
 from spy_pipeline.defs.partitions import trading_day_partitions
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
@@ -47,8 +48,9 @@ def daily_charts(context: AssetExecutionContext, store: ParquetStoreResource) ->
     days = partition_days(context)
     root = store.data_root
     metadata: dict = {"partitions": len(days)}
-    files = []
+    files, by_day = [], {}
     for day in days:
+        by_day[day] = {"partitions": 1}
         frame = lake.read_day(root, "consolidated", day, CONSOLIDATED)
         events = lake.read_day(root, "options_movement", day)
         for name, figure in charts.daily_figures(frame, events, day).items():
@@ -56,10 +58,10 @@ def daily_charts(context: AssetExecutionContext, store: ParquetStoreResource) ->
             path = chart_path(store, day, name)
             size = root.write_bytes(charts.png(figure), path)
             files.append({"path": store.relative(path), "bytes": size})
-            if len(days) == 1:  # one partition: each chart on the materialization's page
-                metadata[f"{name}_path"] = MetadataValue.path(store.uri(path))
-                metadata[name] = inline_image(f"{title} {day}", figure)
+            # each day's charts on its own materialization's page, whether run alone or in a range
+            by_day[day][f"{name}_path"] = MetadataValue.path(store.uri(path))
+            by_day[day][name] = inline_image(f"{title} {day}", figure)
         folder = f"{store.dataset_path(*CHART_FOLDER)}/{day.isoformat()}"
         context.log.info(f"{day}: {len(charts.DAILY_CHARTS)} charts under {store.uri(folder)}")
     metadata["written_files"] = MetadataValue.json(files)
-    return MaterializeResult(metadata=metadata)
+    return finish_range(context, days, metadata, by_day)
