@@ -40,8 +40,9 @@ def session_run_config(**overrides: object) -> dict:
 
 @pytest.fixture(scope="module")
 def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, DagsterInstance, dict]]:
-    """A replayed session of DAY from 15:00 at 600x (~6 s: room for the reconnects on a loaded machine) whose
-    connections drop every 6 data frames, then intraday_refresh and the daily REST backfill of DAY (raw assets and
+    """A replayed session of DAY from 15:30 at 120x (15 s of wall time: at 600x a starved process - parallel test
+    workers on 2 cores - spent most of the replay reconnecting, so the stream carried almost nothing and REST filled
+    it in) whose connections drop every 6 data frames, then intraday_refresh and the daily REST backfill of DAY (raw assets and
     consolidated) in the same data dir."""
     from spy_pipeline.definitions import RAW_DAILY_ASSETS, defs
     from spy_pipeline.defs.processed.assets import consolidated
@@ -52,7 +53,7 @@ def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
         patch.setenv("SPY_PIPELINE_SOURCE", "rest")
         patch.setenv("SPY_PIPELINE_RISK_FREE_RATE", str(RISK_FREE_RATE))
         stream = defs.resolve_job_def("stream_session").execute_in_process(  # connections dropped on purpose
-            run_config=session_run_config(drop_every=6), instance=instance)
+            run_config=session_run_config(drop_every=6, speed=120, start_at="15:30"), instance=instance)
         outputs = {e.step_key: {k: v.value for k, v in (e.event_specific_data.metadata or {}).items()}
                    for e in stream.all_events if e.event_type_value == "STEP_OUTPUT"}
         intraday = defs.resolve_job_def("intraday_refresh").execute_in_process(
