@@ -42,8 +42,8 @@ def session_run_config(**overrides: object) -> dict:
 def streamed_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, DagsterInstance, dict]]:
     """A replayed session of DAY from 15:30 at 120x (15 s of wall time: at 600x a starved process - parallel test
     workers on 2 cores - spent most of the replay reconnecting, so the stream carried almost nothing and REST filled
-    it in) whose connections drop every 6 data frames, then intraday_refresh and the daily REST backfill of DAY (raw assets and
-    consolidated) in the same data dir."""
+    it in) whose connections drop every 6 data frames, then intraday_refresh and the daily REST backfill of DAY
+    (raw assets and consolidated) in the same data dir."""
     from spy_pipeline.definitions import RAW_DAILY_ASSETS, defs
     from spy_pipeline.defs.processed.assets import consolidated
 
