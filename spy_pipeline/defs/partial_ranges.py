@@ -108,7 +108,7 @@ def finish_range(
                     f"{reasons}",
         metadata={
             "failed_days": markdown_table(["day", "why"], [[str(d), str(e)] for d, e in sorted(failed.items())]),
-            MATERIALIZED_DAYS: ", ".join(str(day) for day in good) or "none",
+            MATERIALIZED_DAYS: MetadataValue.json([str(day) for day in good]),
         },
         allow_retries=False,
     )

@@ -67,7 +67,7 @@ def held_back_days_sensor(job: UnresolvedAssetJobDefinition, assets: Sequence[As
             days = (user_failure.metadata.get(MATERIALIZED_DAYS) if user_failure else None)
             if days is None or not event.step_key:
                 return  # a whole step failed: nothing was left behind
-            failures.append((AssetKey(event.step_key), [d for d in str(days.value).split(", ") if d != "none"]))
+            failures.append((AssetKey(event.step_key), list(days.value)))
         requests = held_back_requests(context.dagster_run.run_id, failures, assets)
         if not requests:
             yield SkipReason("no good days left behind")
