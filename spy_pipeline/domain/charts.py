@@ -5,6 +5,10 @@ Each chart has a `*_figure` function returning the matplotlib Figure (to inspect
 no pyplot, no global figure registry, safe to call from several threads. Times on the x axis are
 America/New_York wall-clock times of the regular session.
 
+Speed (a range backfill draws five charts a day): a day's many bars are one PolyCollection each (one artist,
+not hundreds of Rectangles); each chart is drawn once, and its thumbnail is that picture downscaled;
+PNGs are written with fast zlib compression. `render_day` is picklable work for a process pool.
+
 Inputs: `consolidated` frames (schemas.CONSOLIDATED: one row per option contract per minute, the SPY and VIX
 columns repeated on every row of a minute) and options_movement events (scanner.EVENT_COLUMNS).
 """
@@ -23,7 +27,9 @@ import matplotlib.dates as mdates
 import numpy as np
 import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from PIL import Image
 
 from spy_pipeline.domain import trading_calendar as cal
 
@@ -32,13 +38,42 @@ THUMBNAIL_DPI = 40  # 640 x 360: the inline image of a materialization's metadat
 SMILE_NOTE = "median IV per strike over the day's bars with a valid IV (iv_reason 0)"
 GREEKS_NOTE = "median per strike over the day's bars with a valid IV (iv_reason 0)"
 MAX_TIMELINE_CONTRACTS = 40
+MAX_THUMBNAIL_BYTES = 150_000  # a Markdown data-URI image in a run's event log: keep it a thumbnail
+THUMBNAIL_WIDTHS = (640, 480, 320)  # tried in turn until the PNG fits MAX_THUMBNAIL_BYTES
+PNG_OPTIONS = {"compress_level": 1}  # zlib's fastest: ~3x faster to encode than the default 6, ~10 % larger files
+# The columns of `consolidated` the charts read: what render_day's callers need to pass (and to pickle).
+CHART_COLUMNS = [
+    "timestamp", "spy_close", "bb_lower", "bb_middle", "bb_upper", "rsi_14", "macd", "macd_signal", "macd_hist",
+    "vix", "expiration", "contract_type", "strike", "iv", "iv_reason", "delta", "gamma",
+]
 
 
 def png(figure: Figure, dpi: int = DPI) -> bytes:
     """The figure as PNG bytes, WIDTH_IN x HEIGHT_IN inches at `dpi` (1600 x 900 at the default)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs=PNG_OPTIONS)
     return buffer.getvalue()
+
+
+def thumbnail(picture: bytes, max_bytes: int = MAX_THUMBNAIL_BYTES) -> bytes:
+    """A chart's PNG downscaled (same aspect) to the widest of THUMBNAIL_WIDTHS whose PNG fits `max_bytes`:
+    cheaper than drawing the figure again at a lower DPI, and the same picture."""
+    with Image.open(io.BytesIO(picture)) as image:
+        image.load()
+        for width in THUMBNAIL_WIDTHS:
+            height = round(image.height * width / image.width)
+            buffer = io.BytesIO()
+            image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0).save(
+                buffer, format="png", optimize=False, **PNG_OPTIONS)
+            if buffer.tell() <= max_bytes:
+                break
+    return buffer.getvalue()
+
+
+def _rectangles(left: np.ndarray, right: np.ndarray, bottom: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Axis-aligned rectangles as PolyCollection vertices, shape (n, 4, 2): a bar chart in one artist."""
+    corners = [(left, bottom), (left, top), (right, top), (right, bottom)]
+    return np.stack([np.column_stack(np.broadcast_arrays(x, y)) for x, y in corners], axis=1)
 
 
 def new_figure() -> Figure:
@@ -98,10 +133,12 @@ def price_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figu
     rsi.set_ylim(0, 100)
     rsi.set_title("RSI (14 minutes)")
     rsi.set_ylabel("RSI (0-100)")
-    width = 1 / (24 * 60)  # a minute, in days
-    hist = minutes["macd_hist"].to_numpy()
-    macd.bar(times, hist, width=width, color=np.where(hist >= 0, "tab:green", "tab:red"), alpha=0.6,
-             label="histogram")
+    minute = 1 / (24 * 60)  # in days, matplotlib's date unit
+    hist = np.nan_to_num(minutes["macd_hist"].to_numpy(), nan=0.0)
+    macd.add_collection(PolyCollection(  # one artist for the day's 390 bars
+        _rectangles(mdates.date2num(times) - minute / 2, mdates.date2num(times) + minute / 2, 0.0, hist),
+        facecolors=np.where(hist >= 0, "tab:green", "tab:red"), edgecolors="none", alpha=0.6, label="histogram",
+    ))
     macd.plot(times, minutes["macd"], color="tab:blue", lw=1, label="MACD (12, 26)")
     macd.plot(times, minutes["macd_signal"], color="tab:orange", lw=1, label="signal (9)")
     macd.axhline(0, color="grey", lw=0.6)
@@ -224,14 +261,18 @@ def events_figure(events: pl.DataFrame, day: dt.date) -> Figure:
         drawn = events.filter(pl.col("ticker").is_in(shown))
         starts, ends = _et(drawn["start"]), _et(drawn["end"])
         minute = np.timedelta64(1, "m")
-        lengths = (ends - starts + minute) / np.timedelta64(1, "D")
+        left = mdates.date2num(starts)
+        right = left + (ends - starts + minute) / np.timedelta64(1, "D")
         gains = drawn["peak_gain_pct"].to_numpy()
         low = max(float(gains.min()), 1.0)  # gains are >= the trigger (20 %) and heavy-tailed: a log scale
         norm = matplotlib.colors.LogNorm(vmin=low, vmax=max(float(gains.max()), low * 2))
         colours = matplotlib.colormaps["plasma"](norm(gains))
-        y = [rows[t] for t in drawn["ticker"]]
-        axis.barh(y, lengths, left=mdates.date2num(starts), height=0.6, color=colours, edgecolor="black", lw=0.4)
-        axis.scatter(mdates.date2num(starts), y, marker="|", color="black", s=60, zorder=3)
+        y = drawn["ticker"].replace_strict(rows, return_dtype=pl.Float64).to_numpy()
+        axis.add_collection(PolyCollection(  # one artist for every event's bar
+            _rectangles(left, right, y - 0.3, y + 0.3), facecolors=colours,
+            edgecolors="black", linewidths=0.4,
+        ))
+        axis.scatter(left, y, marker="|", color="black", s=60, zorder=3)
         axis.set_yticks(list(rows.values()), list(rows.keys()), fontsize=8)
         axis.set_ylim(-1, len(rows))
         bar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=axis)
@@ -258,6 +299,16 @@ DAILY_CHARTS: dict[str, tuple[str, Callable[[pl.DataFrame, pl.DataFrame, dt.date
 def daily_figures(consolidated: pl.DataFrame, events: pl.DataFrame, day: dt.date) -> dict[str, Figure]:
     """Every chart of `day`, by file name (without .png)."""
     return {name: build(consolidated, events, day) for name, (_, build) in DAILY_CHARTS.items()}
+
+
+def render_day(consolidated: pl.DataFrame, events: pl.DataFrame, day: dt.date) -> dict[str, tuple[bytes, bytes]]:
+    """Every chart of `day` by name: (its PNG, its thumbnail). Each figure is drawn once. A module-level
+    function of frames, so a process pool can run it (`consolidated` may hold CHART_COLUMNS only)."""
+    rendered = {}
+    for name, figure in daily_figures(consolidated, events, day).items():
+        picture = png(figure)
+        rendered[name] = (picture, thumbnail(picture))
+    return rendered
 
 
 def price_chart(consolidated: pl.DataFrame, day: dt.date | None = None) -> bytes:
