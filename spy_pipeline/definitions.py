@@ -20,15 +20,23 @@ from spy_pipeline.defs.streaming import STREAMING_ASSETS, STREAMING_JOBS, STREAM
 
 RAW_DAILY_ASSETS = [raw_spy_bars, raw_vix_bars, options_contracts, raw_options_bars, raw_news]
 PROCESSED_DAILY_ASSETS = [consolidated, training_dataset, features, options_movement]
-DAILY_ASSETS = [*RAW_DAILY_ASSETS, *PROCESSED_DAILY_ASSETS, *REPORT_CHART_ASSETS]
+DAILY_DATA_ASSETS = [*RAW_DAILY_ASSETS, *PROCESSED_DAILY_ASSETS]
+DAILY_ASSETS = [*DAILY_DATA_ASSETS, *REPORT_CHART_ASSETS]
 REFERENCE_ASSETS = [corporate_actions]
 REPORT_ASSETS = [options_movement_summary, range_charts]
 
 daily_backfill_job = define_asset_job(
     name="daily_backfill",
-    selection=AssetSelection.assets(*DAILY_ASSETS),
-    description="Every trading-day-partitioned asset, raw to processed, for a range of days in one run "
-    "(launched by `spy-pipeline run` or by hand; automation_condition_sensor requests the assets themselves).",
+    selection=AssetSelection.assets(*DAILY_DATA_ASSETS),
+    description="Every trading-day-partitioned data asset, raw to processed, for a range of days in one run "
+    "(launched by `spy-pipeline run` or by hand; automation_condition_sensor requests the assets themselves). "
+    "The charts are a run of their own (daily_charts_backfill): a slow or failing chart never holds up the data.",
+)
+daily_charts_job = define_asset_job(
+    name="daily_charts_backfill",
+    selection=AssetSelection.assets(*REPORT_CHART_ASSETS),
+    description="The daily charts for a range of days in one run, drawn by several processes side by side "
+    "(SPY_PIPELINE_CHART_PROCESSES); `spy-pipeline run` launches it after daily_backfill.",
 )
 reference_data_job = define_asset_job(
     name="reference_data",
@@ -44,8 +52,10 @@ reports_job = define_asset_job(
 defs = Definitions(
     assets=[*DAILY_ASSETS, *REFERENCE_ASSETS, *REPORT_ASSETS, *OPERATIONS_ASSETS, *STREAMING_ASSETS, *ALERT_ASSETS],
     asset_checks=[*RAW_CHECKS, *PROCESSED_CHECKS],
-    jobs=[daily_backfill_job, reference_data_job, reports_job, *OPERATIONS_JOBS, *STREAMING_JOBS],
+    jobs=[daily_backfill_job, daily_charts_job, reference_data_job, reports_job, *OPERATIONS_JOBS, *STREAMING_JOBS],
     schedules=[*OPERATIONS_SCHEDULES, *STREAMING_SCHEDULES],
-    sensors=[*SENSORS, held_back_days_sensor(daily_backfill_job, DAILY_ASSETS), *STREAMING_SENSORS, *ALERT_SENSORS],
+    sensors=[
+        *SENSORS, held_back_days_sensor(daily_backfill_job, DAILY_DATA_ASSETS), *STREAMING_SENSORS, *ALERT_SENSORS,
+    ],
     resources={"polygon": PolygonResource(), "store": ParquetStoreResource(), "notifier": NotifierResource()},
 )

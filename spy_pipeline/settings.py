@@ -202,6 +202,11 @@ class Settings(BaseSettings):
         description="Option bars with fewer contracts traded in the minute are left out of the movement scanner.",
     )
     # --- end of scanner floors ---
+    chart_processes: int = Field(
+        default=0, ge=0, le=64, validation_alias="SPY_PIPELINE_CHART_PROCESSES",
+        description="Processes that draw a range's daily charts side by side; 0 means one per CPU core. A single "
+        "day is drawn in the run's own process.",
+    )
 
     @field_validator("equity_tickers", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import matplotlib.image as mpimg
+import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
@@ -26,7 +27,7 @@ from spy_pipeline.defs.raw.reference_assets import raw_news
 from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, daily_charts
 from spy_pipeline.defs.reports import range_charts as range_charts_asset
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.domain import charts, range_charts
+from spy_pipeline.domain import chart_rendering, charts, range_charts
 from spy_pipeline.domain.consolidate import consolidate_day
 from spy_pipeline.domain.scanner import movement_events
 from spy_pipeline_tests.conftest import sandbox_lake
@@ -66,10 +67,19 @@ def test_every_chart_is_a_1600_by_900_png(day_frames) -> None:
         assert pixels.std() > 0.05, f"{name} is blank"
 
 
-def test_a_thumbnail_is_smaller_and_small(figures) -> None:
-    data = charts.png(figures["spy_price_indicators"], dpi=charts.THUMBNAIL_DPI)
+def test_a_thumbnail_is_the_chart_downscaled_and_small(figures) -> None:
+    picture = charts.png(figures["spy_price_indicators"])
+    data = charts.thumbnail(picture)
     assert _decoded(data).shape[:2] == (360, 640)
-    assert len(data) <= 150_000
+    assert len(data) <= charts.MAX_THUMBNAIL_BYTES
+    # the same picture, smaller: the brightness of 36 horizontal bands (25 rows of the chart, 10 of the
+    # thumbnail) follows the full chart's
+    full, small = (_decoded(image)[..., :3].mean(axis=(1, 2)) for image in (picture, data))
+    bands = full.reshape(36, 25).mean(axis=1), small.reshape(36, 10).mean(axis=1)
+    assert np.corrcoef(*bands)[0, 1] > 0.99
+    assert np.abs(bands[0] - bands[1]).max() < 0.02
+    tight = charts.thumbnail(picture, max_bytes=len(data) - 1)
+    assert _decoded(tight).shape[1] < 640 and len(tight) < len(data)
 
 
 def _texts(figure) -> dict[str, list[str]]:
@@ -131,6 +141,26 @@ def test_a_chart_changes_when_the_data_changes(day_frames) -> None:
     moved = frame.with_columns(pl.col("vix") + 3.0)
     assert charts.vix_chart(frame) != charts.vix_chart(moved)
     assert charts.vix_chart(frame) == charts.vix_chart(frame)
+
+
+def test_worker_processes_draw_each_day_as_the_run_itself_would_in_day_order() -> None:
+    days = [DAY, dt.date(2025, 1, 7), dt.date(2025, 1, 6)]  # not sorted: the order given is the order yielded
+    inputs = [(consolidate_day(frames := _inputs(day)), movement_events(frames.option_bars), day) for day in days]
+    alone = dict(chart_rendering.render_days(inputs, processes=1))
+    side_by_side = list(chart_rendering.render_days(inputs, processes=2))
+    assert [day for day, _ in side_by_side] == days
+    for day, rendered in side_by_side:
+        assert sorted(rendered) == sorted(charts.DAILY_CHARTS)
+        assert rendered == alone[day], f"{day}: a worker process drew other pictures"
+    assert alone[days[0]] != alone[days[1]]
+
+
+def test_chart_processes_default_to_the_cores_and_never_exceed_the_days(monkeypatch) -> None:
+    monkeypatch.setattr(chart_rendering.os, "cpu_count", lambda: 4)
+    assert chart_rendering.process_count(0, 21) == 4
+    assert chart_rendering.process_count(0, 3) == 3
+    assert chart_rendering.process_count(2, 21) == 2
+    assert chart_rendering.process_count(8, 1) == 1
 
 
 @pytest.fixture(scope="module")

@@ -57,13 +57,17 @@ def _assert_progress_and_closing_summary(stdout: str, tmp_path: Path, days: int)
     from spy_pipeline.definitions import DAILY_ASSETS
 
     lines = stdout.splitlines()
-    phases = [i for i, line in enumerate(lines) if re.match(r"\[\d/3\] ", line)]
-    assert len(phases) == 3
-    daily_steps = lines[phases[1] + 1:phases[2]]
-    assert sorted(re.match(r"    (\w+): done", line)[1] for line in daily_steps) == sorted(
+    phases = [i for i, line in enumerate(lines) if re.match(r"\[\d/4\] ", line)]
+    assert len(phases) == 4
+    # the data assets in one run, then the charts in a run of their own (never holding up the data)
+    data_steps, chart_steps = lines[phases[1] + 1:phases[2]], lines[phases[2] + 1:phases[3]]
+    chart_steps = [line for line in chart_steps if line.startswith("    ")]
+    assert sorted(re.match(r"    (\w+): done", line)[1] for line in data_steps + chart_steps) == sorted(
         a.key.to_user_string() for a in DAILY_ASSETS)
-    assert all(re.fullmatch(rf"    \w+: done \({days} partitions, \d+\.\d s\)", line) for line in daily_steps)
-    assert [line.split(":")[0].strip() for line in lines[phases[2] + 1:phases[2] + 3]] == [
+    assert [re.match(r"    (\w+): done", line)[1] for line in chart_steps] == ["daily_charts"]
+    assert all(re.fullmatch(rf"    \w+: done \({days} partitions, \d+\.\d s\)", line)
+               for line in data_steps + chart_steps)
+    assert [line.split(":")[0].strip() for line in lines[phases[3] + 1:phases[3] + 3]] == [
         "options_movement_summary", "range_charts"]
     [start] = [i for i, line in enumerate(lines) if line.startswith("Summary: succeeded")]
     summary = lines[start:]

@@ -123,8 +123,9 @@ def test_the_good_days_held_back_are_requested_again_and_the_failed_day_is_not(
     sensor = next(s for s in defs.sensors if s.name == "held_back_days_sensor")
     with DagsterInstance.ephemeral() as instance:
         assert materialize([corporate_actions], resources=defs.resources, instance=instance, run_config=QUIET).success
-        run = materialize(location.DAILY_ASSETS, resources=defs.resources, instance=instance, raise_on_error=False,
-                          run_config=QUIET, tags={START: "2025-01-13", END: "2025-01-15"})
+        # what daily_backfill runs (the charts are a run of their own, requested by their automation condition)
+        run = materialize(location.DAILY_DATA_ASSETS, resources=defs.resources, instance=instance,
+                          raise_on_error=False, run_config=QUIET, tags={START: "2025-01-13", END: "2025-01-15"})
         assert not run.success
         failure = next(e for e in run.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
         context = build_run_status_sensor_context(
@@ -133,14 +134,14 @@ def test_the_good_days_held_back_are_requested_again_and_the_failed_day_is_not(
         ).for_run_failure()
         requests = list(sensor(context))
         downstream = {"options_contracts", "raw_options_bars", "consolidated", "training_dataset", "features",
-                      "options_movement", "daily_charts"}
+                      "options_movement"}
         assert [(r.tags[START], r.tags[END]) for r in requests] == [("2025-01-13", "2025-01-13"),
                                                                     ("2025-01-15", "2025-01-15")]
         for request in requests:
             assert {key.to_user_string() for key in request.asset_selection} == downstream
             assert request.run_key.startswith(run.run_id)
         # the requested run finishes a good day: its processed data lands
-        finish = materialize(location.DAILY_ASSETS, resources=defs.resources, instance=instance, run_config=QUIET,
+        finish = materialize(location.DAILY_DATA_ASSETS, resources=defs.resources, instance=instance, run_config=QUIET,
                              selection=requests[1].asset_selection, tags=requests[1].tags)
         assert finish.success, step_failure_lines(finish)
     assert (data_dir / "processed" / "training" / "2025-01-15.parquet").exists()

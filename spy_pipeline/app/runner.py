@@ -62,61 +62,75 @@ def run_backfill(
     """`data_dir` (a local folder or an object-store URI) only labels the files in the summary; `progress`
     receives a line per phase and per finished step while the runs go. No warm-up run: `consolidated`
     reads the trading day before the range itself (from the lake, else from Polygon, not written)."""
-    from spy_pipeline.definitions import daily_backfill_job, defs, reference_data_job, reports_job
+    from spy_pipeline.definitions import daily_backfill_job, daily_charts_job, defs, reference_data_job, reports_job
 
     keys = [day.isoformat() for day in cal.last_trading_days(end, days)]
     started = time.monotonic()
+    span = f"{keys[0]} to {keys[-1]}"
     runs = [
         # dividends and splits first: option pricing needs the dividend yield
-        (reference_data_job.name, {}, QUIET_CONSOLE),
-        (daily_backfill_job.name, _range(keys[0], keys[-1]), QUIET_CONSOLE),
-        (
-            reports_job.name,
-            {},
-            {**QUIET_CONSOLE, "ops": {name: {"config": {"start": keys[0], "end": keys[-1]}}
-                                      for name in ("options_movement_summary", "range_charts")}},
-        ),
+        _Run(reference_data_job.name, "reference data (dividends, splits)"),
+        _Run(daily_backfill_job.name, f"daily assets for {len(keys)} partitions, {span}, in one run",
+             tags=_range(keys[0], keys[-1]), daily=True),
+        # the charts after the data, in a run of their own: a chart never holds up or fails the data
+        _Run(daily_charts_job.name, f"daily charts for {len(keys)} partitions, {span}",
+             tags=_range(keys[0], keys[-1]), daily=True, needed_after=False),
+        _Run(reports_job.name, f"reports over {span}", run_config={"ops": {
+            name: {"config": {"start": keys[0], "end": keys[-1]}}
+            for name in ("options_movement_summary", "range_charts")}}),
     ]
-    phases = [
-        "reference data (dividends, splits)",
-        f"daily assets for {len(keys)} partitions, {keys[0]} to {keys[-1]}, in one run",
-        f"reports over {keys[0]} to {keys[-1]}",
-    ]
-    results = []
+    results: list[tuple[_Run, ExecuteInProcessResult]] = []
     with DagsterInstance.get() as instance:
-        for index, (job, tags, run_config) in enumerate(runs):
-            job_def = defs.resolve_job_def(job)
+        for index, run in enumerate(runs):
+            job_def = defs.resolve_job_def(run.job)
             run_id = str(uuid.uuid4())
             if progress is not None:
-                progress(f"[{index + 1}/{len(runs)}] {phases[index]}")
+                progress(f"[{index + 1}/{len(runs)}] {run.phase}")
                 instance.add_event_listener(run_id, _StepProgress(progress))
-            results.append(job_def.execute_in_process(
-                instance=instance, raise_on_error=False, run_config=run_config, tags=tags, run_id=run_id
-            ))
-            if not results[-1].success:
+            result = job_def.execute_in_process(
+                instance=instance, raise_on_error=False, run_config={**QUIET_CONSOLE, **run.run_config},
+                tags=run.tags, run_id=run_id,
+            )
+            results.append((run, result))
+            if not result.success and run.needed_after:
                 break
     seconds = time.monotonic() - started
-    lines = [line for result in results for line in _describe(result, data_dir)]
+    lines = [line for _, result in results for line in _describe(result, data_dir)]
     daily: dict[str, set[str]] = {}
     others: list[str] = []
-    for index, result in enumerate(results):
+    for run, result in results:
         for event in result.get_asset_materialization_events():
             name = event.asset_key.to_user_string()
-            if index == 1:
+            if run.daily:
                 daily.setdefault(name, set()).add(event.partition)
             elif name not in others:
                 others.append(name)
-    evaluations = [e for result in results for e in result.get_asset_check_evaluations()]
+    evaluations = [e for _, result in results for e in result.get_asset_check_evaluations()]
+    graph = defs.resolve_asset_graph()
     return RunSummary(
-        [r.run_id for r in results], all(r.success for r in results), keys, seconds, lines,
+        [result.run_id for _, result in results],
+        len(results) == len(runs) and all(result.success for _, result in results), keys, seconds, lines,
         expected_daily_assets=sorted(
-            key.to_user_string() for key in daily_backfill_job.selection.resolve(defs.resolve_asset_graph())
+            key.to_user_string() for job in (daily_backfill_job, daily_charts_job)
+            for key in job.selection.resolve(graph)
         ),
         daily_materialized=daily,
         other_assets=others,
         checks_passed=sum(e.passed for e in evaluations),
         checks_failed=sum(not e.passed for e in evaluations),
     )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One Dagster run of `make run`: its job, the line announcing it, and how its outcome counts."""
+
+    job: str
+    phase: str
+    tags: dict[str, str] = field(default_factory=dict)
+    run_config: dict = field(default_factory=dict)
+    daily: bool = False  # a range run of trading-day partitions (counted per partition in the summary)
+    needed_after: bool = True  # the later runs need it: stop if it fails
 
 
 class _StepProgress:

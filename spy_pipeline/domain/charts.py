@@ -34,10 +34,15 @@ from PIL import Image
 from spy_pipeline.domain import trading_calendar as cal
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100  # 1600 x 900 pixels
-THUMBNAIL_DPI = 40  # 640 x 360: the inline image of a materialization's metadata
 SMILE_NOTE = "median IV per strike over the day's bars with a valid IV (iv_reason 0)"
 GREEKS_NOTE = "median per strike over the day's bars with a valid IV (iv_reason 0)"
 MAX_TIMELINE_CONTRACTS = 40
+# Fixed margins of the daily charts (fractions of the figure), sized for their titles, labels and legends.
+ONE_PANEL = {"left": 0.055, "right": 0.98, "top": 0.93, "bottom": 0.07}
+PRICE_PANELS = {**ONE_PANEL, "top": 0.92, "hspace": 0.3}
+TWIN_AXES = {**ONE_PANEL, "right": 0.94}
+SIDE_BY_SIDE = {**ONE_PANEL, "top": 0.9, "wspace": 0.16}
+TIMELINE = {**ONE_PANEL, "left": 0.125, "right": 0.95}
 MAX_THUMBNAIL_BYTES = 150_000  # a Markdown data-URI image in a run's event log: keep it a thumbnail
 THUMBNAIL_WIDTHS = (640, 480, 320)  # tried in turn until the PNG fits MAX_THUMBNAIL_BYTES
 PNG_OPTIONS = {"compress_level": 1}  # zlib's fastest: ~3x faster to encode than the default 6, ~10 % larger files
@@ -76,9 +81,13 @@ def _rectangles(left: np.ndarray, right: np.ndarray, bottom: np.ndarray, top: np
     return np.stack([np.column_stack(np.broadcast_arrays(x, y)) for x, y in corners], axis=1)
 
 
-def new_figure() -> Figure:
-    """An empty WIDTH_IN x HEIGHT_IN figure on its own Agg canvas (no pyplot)."""
-    figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
+def new_figure(margins: dict[str, float] | None = None) -> Figure:
+    """An empty WIDTH_IN x HEIGHT_IN figure on its own Agg canvas (no pyplot). With `margins`
+    (`Figure.subplots_adjust` arguments) the layout is fixed; without, constrained layout places everything,
+    which costs about as much as drawing the chart again: the daily charts, drawn for every day, fix theirs."""
+    figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout=None if margins else "constrained")
+    if margins:
+        figure.subplots_adjust(**margins)
     FigureCanvasAgg(figure)
     return figure
 
@@ -117,7 +126,7 @@ def price_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figu
     day = day or _day(consolidated)
     minutes = _spy_minutes(consolidated)
     times = _et(minutes["timestamp"])
-    figure = new_figure()
+    figure = new_figure(PRICE_PANELS)
     price, rsi, macd = figure.subplots(3, 1, sharex=True, height_ratios=[3, 1, 1.2])
     figure.suptitle(f"SPY {day}: minute close, Bollinger bands, RSI and MACD", fontsize=16)
     price.fill_between(times, minutes["bb_lower"], minutes["bb_upper"], color="tab:blue", alpha=0.12,
@@ -156,7 +165,7 @@ def vix_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figure
     day = day or _day(consolidated)
     minutes = _spy_minutes(consolidated)
     times = _et(minutes["timestamp"])
-    figure = new_figure()
+    figure = new_figure(TWIN_AXES)
     spy = figure.subplots()
     vix = spy.twinx()
     spy_line, = spy.plot(times, minutes["spy_close"], color="black", lw=1.2, label="SPY close")
@@ -208,7 +217,7 @@ def smile_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figu
     dashed), each point the day's median IV of that strike (SMILE_NOTE)."""
     day = day or _day(consolidated)
     per_strike = _per_strike(consolidated, ["iv"]).with_columns(iv_pct=pl.col("iv") * 100)
-    figure = new_figure()
+    figure = new_figure(ONE_PANEL)
     axis = figure.subplots()
     _by_expiration(per_strike, lambda part, style: axis.plot(part["strike"], part["iv_pct"], **style), [axis])
     _spot_line([axis], consolidated)
@@ -223,7 +232,7 @@ def greeks_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Fig
     """Delta and gamma against strike, per expiration and contract type (GREEKS_NOTE)."""
     day = day or _day(consolidated)
     per_strike = _per_strike(consolidated, ["delta", "gamma"])
-    figure = new_figure()
+    figure = new_figure(SIDE_BY_SIDE)
     delta, gamma = figure.subplots(1, 2)
     figure.suptitle(f"SPY option greeks by strike {day} ({GREEKS_NOTE})", fontsize=14)
 
@@ -246,7 +255,7 @@ def greeks_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Fig
 def events_figure(events: pl.DataFrame, day: dt.date) -> Figure:
     """The options scanner's events of `day` on a timeline: one row per contract, a bar from start to end
     (ET), coloured by peak gain; the MAX_TIMELINE_CONTRACTS contracts with the largest peak gains."""
-    figure = new_figure()
+    figure = new_figure(TIMELINE)
     axis = figure.subplots()
     contracts = events["ticker"].n_unique()
     shown = (
@@ -275,7 +284,7 @@ def events_figure(events: pl.DataFrame, day: dt.date) -> Figure:
         axis.scatter(left, y, marker="|", color="black", s=60, zorder=3)
         axis.set_yticks(list(rows.values()), list(rows.keys()), fontsize=8)
         axis.set_ylim(-1, len(rows))
-        bar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=axis)
+        bar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=axis, fraction=0.03, pad=0.015)
         bar.set_label("Peak gain over the window minimum (%, log scale)")
     else:
         axis.text(0.5, 0.5, "no events this day", ha="center", va="center", transform=axis.transAxes, fontsize=14)

@@ -1,6 +1,7 @@
 """daily_charts: the PNG charts of each trading day under reports/charts/{date}/, shown on the asset's page."""
 
 import base64
+import time
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
@@ -11,25 +12,21 @@ from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.domain import charts
+from spy_pipeline.domain import chart_rendering, charts
 from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io import lake
+from spy_pipeline.settings import load_settings
 
 CHART_FOLDER = ("reports", "charts")
-MAX_INLINE_BYTES = 150_000  # a Markdown data-URI image in the run's event log: keep it a thumbnail
 
 
 def chart_path(store: ParquetStoreResource, day, name: str) -> str:
     return f"{store.dataset_path(*CHART_FOLDER)}/{day.isoformat()}/{name}.png"
 
 
-def inline_image(title: str, figure) -> MetadataValue:
-    """A Markdown image with the chart as a base64 data URI, downscaled until it fits MAX_INLINE_BYTES."""
-    for dpi in (charts.THUMBNAIL_DPI, 30, 20):
-        data = charts.png(figure, dpi=dpi)
-        if len(data) <= MAX_INLINE_BYTES:
-            break
-    return MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})")
+def inline_image(title: str, thumbnail: bytes) -> MetadataValue:
+    """A Markdown image with a chart's thumbnail (`charts.thumbnail`) as a base64 data URI."""
+    return MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(thumbnail).decode('ascii')})")
 
 
 @asset(
@@ -49,19 +46,24 @@ def daily_charts(context: AssetExecutionContext, store: ParquetStoreResource) ->
     root = store.data_root
     metadata: dict = {"partitions": len(days)}
     files, by_day = [], {}
-    for day in days:
+    processes = chart_rendering.process_count(load_settings().chart_processes, len(days))
+    inputs = ((lake.read_day(root, "consolidated", day, CONSOLIDATED), lake.read_day(root, "options_movement", day),
+               day) for day in days)
+    started = time.monotonic()
+    for day, rendered in chart_rendering.render_days(inputs, processes):
         by_day[day] = {"partitions": 1}
-        frame = lake.read_day(root, "consolidated", day, CONSOLIDATED)
-        events = lake.read_day(root, "options_movement", day)
-        for name, figure in charts.daily_figures(frame, events, day).items():
-            title = charts.DAILY_CHARTS[name][0]
+        for name, (picture, thumbnail) in rendered.items():
             path = chart_path(store, day, name)
-            size = root.write_bytes(charts.png(figure), path)
+            size = root.write_bytes(picture, path)
             files.append({"path": store.relative(path), "bytes": size})
             # each day's charts on its own materialization's page, whether run alone or in a range
             by_day[day][f"{name}_path"] = MetadataValue.path(store.uri(path))
-            by_day[day][name] = inline_image(f"{title} {day}", figure)
+            by_day[day][name] = inline_image(f"{charts.DAILY_CHARTS[name][0]} {day}", thumbnail)
         folder = f"{store.dataset_path(*CHART_FOLDER)}/{day.isoformat()}"
-        context.log.info(f"{day}: {len(charts.DAILY_CHARTS)} charts under {store.uri(folder)}")
+        context.log.info(f"{day}: {len(rendered)} charts under {store.uri(folder)}")
+    seconds = time.monotonic() - started
+    metadata["seconds_per_chart"] = round(seconds / max(len(files), 1), 3)
+    context.log.info(f"{len(files)} charts of {len(days)} days in {seconds:.1f} s with {processes} process"
+                     f"{'es' if processes > 1 else ''} ({metadata['seconds_per_chart']} s a chart)")
     metadata["written_files"] = MetadataValue.json(files)
     return finish_range(context, days, metadata, by_day)

@@ -13,7 +13,7 @@ from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.reports.charts import CHART_FOLDER, inline_image
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.domain.charts import png
+from spy_pipeline.domain.charts import png, thumbnail
 from spy_pipeline.domain.range_charts import RANGE_CHARTS, day_volatility, range_figures, volatility_frame
 from spy_pipeline.domain.schemas import CONSOLIDATED, MINUTE_BARS
 from spy_pipeline.io import lake, storage
@@ -81,10 +81,11 @@ def range_charts(
     files = []
     for name, figure in range_figures(daily, events, scanned).items():
         path = f"{store.dataset_path(*RANGE_FOLDER)}/{name}.png"
-        size = root.write_bytes(png(figure), path)
+        picture = png(figure)
+        size = root.write_bytes(picture, path)
         files.append({"path": store.relative(path), "bytes": size})
         metadata[f"{name}_path"] = MetadataValue.path(store.uri(path))
-        metadata[name] = inline_image(f"{RANGE_CHARTS[name]}, {days[0]} to {days[-1]}", figure)
+        metadata[name] = inline_image(f"{RANGE_CHARTS[name]}, {days[0]} to {days[-1]}", thumbnail(picture))
     metadata["written_files"] = MetadataValue.json(files)
     context.log.info(
         f"{len(files)} range charts over {len(days)} days under {store.uri(store.dataset_path(*RANGE_FOLDER))} "
