@@ -23,6 +23,10 @@ SANDBOX_KEY = "test-key-5f1c2a9e"
 
 # `make test`'s parallel workers: which tests share one (spy_pipeline_tests/parallel.py)
 pytest_plugins = ["spy_pipeline_tests.parallel"]
+# Charts drawn in the test's own process: under parallel test workers a chart pool per range only adds
+# interpreter start-ups. test_charts runs the pool itself; `spy-pipeline run` (test_cli) uses the default.
+CHART_PROCESSES = ("SPY_PIPELINE_CHART_PROCESSES", "1")
+os.environ.setdefault(*CHART_PROCESSES)  # module-scoped fixtures run outside isolated_env
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +37,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("SPY_PIPELINE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv(*CHART_PROCESSES)
     monkeypatch.chdir(tmp_path)
     return data_dir
 
