@@ -2,6 +2,7 @@
 
 from spy_pipeline_tests.bench import (
     backfill,
+    charts,
     consolidation,
     flatfiles,
     greeks,
@@ -15,5 +16,5 @@ from spy_pipeline_tests.bench import (
 
 if __name__ == "__main__":
     for bench in (backfill, transport, sandbox, greeks, targets, consolidation, lake, streaming, live_scanner,
-                  flatfiles):
+                  flatfiles, charts):
         bench.main()
