@@ -30,7 +30,7 @@ from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import chart_rendering, charts, range_charts
 from spy_pipeline.domain.consolidate import consolidate_day
 from spy_pipeline.domain.scanner import movement_events
-from spy_pipeline_tests.conftest import sandbox_lake
+from spy_pipeline_tests.conftest import REPO_ROOT, sandbox_lake
 from spy_pipeline_tests.test_consolidate import _inputs
 
 DAY = dt.date(2025, 1, 8)
@@ -333,3 +333,27 @@ def test_range_charts_asset_without_consolidated_days_fails_with_one_clear_line(
     [failure] = result.get_step_failure_events()
     assert "no consolidated days in" in failure.step_failure_data.error.cause.message
     assert "materialize consolidated first" in failure.step_failure_data.error.cause.message
+
+
+def test_a_failing_chart_leaves_the_data_of_spy_pipeline_run_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charts are a run of their own after the data: when drawing fails, every data asset of the day is
+    materialized, the reports still run, and the run says which step failed."""
+    from spy_pipeline.app.runner import ensure_dagster_home, run_backfill
+    from spy_pipeline.definitions import DAILY_DATA_ASSETS
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the chart library fell over")
+
+    monkeypatch.setattr(charts, "render_day", broken)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    ensure_dagster_home(REPO_ROOT)
+    summary = run_backfill(DAY, 1, tmp_path / "data")
+    assert not summary.success
+    assert summary.daily_materialized == {
+        asset.key.to_user_string(): {str(DAY)} for asset in DAILY_DATA_ASSETS}
+    assert summary.other_assets == ["corporate_actions", "options_movement_summary", "range_charts"]
+    assert any(line.startswith("  FAILED step daily_charts: ") and "the chart library fell over" in line
+               for line in summary.lines), summary.lines
+    assert (tmp_path / "data" / "processed" / "training" / f"{DAY}.parquet").exists()
