@@ -16,3 +16,16 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Validation successful" in result.stderr + result.stdout
+
+
+
+def test_launched_runs_fork_their_steps_from_a_server_holding_the_code_location() -> None:
+    """Every job's steps (the asset jobs of the UI's Materialize too) start from a forkserver that has imported
+    the code location once, instead of a fresh interpreter each; the launched runs of test_cli and
+    test_ui_browser go through it."""
+    from spy_pipeline.definitions import defs
+
+    for job in ("daily_backfill", "daily_charts_backfill", "__ASSET_JOB"):
+        mapped = defs.resolve_job_def(job).executor_def.apply_config_mapping({})
+        assert mapped.success and mapped.value["config"]["start_method"] == {
+            "forkserver": {"preload_modules": ["spy_pipeline.definitions"]}}, job
