@@ -29,8 +29,9 @@ class AlertReceiver:
                     receiver.payloads.append(json.loads(body))
                     receiver.paths.append(self.path)
                     receiver.received_at.append(time.monotonic())
+                    status = receiver.status  # decided on receipt: a test may change it once it saw this POST
                 time.sleep(receiver.delay_s)
-                self.send_response(receiver.status)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 receiver.answered.set()
