@@ -132,7 +132,9 @@ def day_file(dataset: str, day: dt.date, revision: int = 0) -> bytes:
     text = rows.write_csv()
     if revision:
         text += ",".join(["ZZZ" + str(revision), *(["1"] * (rows.width - 1))]) + "\n"
-    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    # level 1: a fifth of level 6's time for a day's options file (0.05 against 0.27 s) at 1.3x the bytes, on
+    # loopback; still gzip as Polygon sends it
+    return gzip.compress(text.encode(), compresslevel=1, mtime=0)
 
 
 @dataclass
