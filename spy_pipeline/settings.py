@@ -296,6 +296,10 @@ class Settings(BaseSettings):
             raise ValueError("POLYGON_BASE_URL is set but POLYGON_API_KEY is not: a server needs a key")
         return self
 
+    def is_optional_source(self, source: str | None) -> bool:
+        """Whether a day may lack `source` (vix, news) without failing: SPY_PIPELINE_OPTIONAL_SOURCES names it."""
+        return source is not None and source in self.optional_sources
+
     @property
     def uses_embedded_sandbox(self) -> bool:
         return self.polygon_api_key is None

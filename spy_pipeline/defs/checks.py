@@ -62,7 +62,7 @@ def _read(context: AssetCheckExecutionContext, store: ParquetStoreResource, file
     """(frames, problems, unavailable days) of the checked days: a day of an optional source without a file is
     no problem but an unavailable day, which `_outcome` turns into a warning."""
     days = checked_days(context, store, files.folder)
-    optional = files.optional_source is not None and files.optional_source in load_settings().optional_sources
+    optional = load_settings().is_optional_source(files.optional_source)
     frames, problems, unavailable = [], [], []
     for day in days:
         path = store.partition_path(day, *files.folder)

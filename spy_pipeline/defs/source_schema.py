@@ -74,7 +74,7 @@ def materialization_metadata(
     return {key: value.value for key, value in materialization.metadata.items()}
 
 
-def _checked_partition(context: AssetCheckExecutionContext) -> str | None:
+def checked_partition(context: AssetCheckExecutionContext) -> str | None:
     """The last partition of the run (a range run records the same drift on every partition), else None."""
     run = context.op_execution_context
     if run.has_partition_key_range:
@@ -89,7 +89,7 @@ def source_schema_check(asset: AssetsDefinition, prefix: str, endpoints: str) ->
                     "missing, renamed or of another type fails (downstream stops); a new field warns.",
     )
     def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        metadata = materialization_metadata(context.instance, asset.key, _checked_partition(context))
+        metadata = materialization_metadata(context.instance, asset.key, checked_partition(context))
         if metadata is None or BLOCKING_KEY not in metadata:
             return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
                                     description="no materialization recording the source schema yet")

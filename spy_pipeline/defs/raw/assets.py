@@ -30,7 +30,7 @@ from spy_pipeline.defs.raw import optional_source
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource, settings_with_logging
 from spy_pipeline.defs.source_schema import observed_source_schema, source_schema_metadata
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.domain.schemas import MINUTE_BARS
+from spy_pipeline.domain.schemas import MINUTE_BARS, DatasetSchema
 from spy_pipeline.io import flat_ingest, ingest
 from spy_pipeline.io.flatfiles import BAD_ROW_KINDS
 from spy_pipeline.io.ingest import PartitionWritten
@@ -58,9 +58,11 @@ def partition_days(context: AssetExecutionContext) -> list:
     return [cal.require_trading_day(key) for key in context.partition_keys]
 
 
-def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWritten], days: list) -> dict:
-    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span (an optional
-    source that was unavailable writes no file)."""
+def written_metadata(
+    store: ParquetStoreResource, written: Sequence[PartitionWritten], days: list, declared: DatasetSchema
+) -> dict:
+    """What a user wants to see on a raw asset's materialization: files, rows, bars' time span, and the columns
+    as written (`dagster/column_schema`, none when an unavailable optional source wrote no file)."""
     rows = sum(w.rows for w in written)
     metadata = {
         "partitions": len(days),
@@ -81,6 +83,8 @@ def written_metadata(store: ParquetStoreResource, written: Sequence[PartitionWri
     if bars:
         metadata["first_bar"] = MetadataValue.timestamp(min(w.first_bar for w in bars))
         metadata["last_bar"] = MetadataValue.timestamp(max(w.last_bar for w in bars))
+    if written:
+        metadata["dagster/column_schema"] = written_table_schema(store.data_root, written[-1].path, declared)
     return metadata
 
 
@@ -113,7 +117,7 @@ def _minute_bars_result(
     days = partition_days(context)
     before, flat_before = polygon.client.stats.snapshot(), polygon.flat_stats()
     root = store.data_root
-    optional = source is not None and source in settings_with_logging().optional_sources
+    optional = settings_with_logging().is_optional_source(source)
     written: list[PartitionWritten] = []
     without_data: dict[dt.date, Exception] = {}  # optional source: unavailable; required: failed days
     with observed_source_schema(polygon.client) as seen:
@@ -127,7 +131,7 @@ def _minute_bars_result(
     after = polygon.client.stats.snapshot()
     context.log.info(f"wrote {len(written)} files, {sum(w.rows for w in written)} bars, for {len(days)} day(s)")
     metadata = {
-        **written_metadata(store, written, days),
+        **written_metadata(store, written, days, MINUTE_BARS),
         **source_metadata(written, flat_before, polygon.flat_stats()),
         **source_schema_metadata(seen),
         **optional_source.unavailable_metadata(source, unavailable, context),
@@ -135,8 +139,6 @@ def _minute_bars_result(
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),
         **timing(started, sum(w.rows for w in written)),
     }
-    if written:
-        metadata["dagster/column_schema"] = written_table_schema(root, written[-1].path, MINUTE_BARS)
     return finish_range(context, days, metadata, written_by_day(root, written), failed)
 
 

@@ -20,15 +20,13 @@ from dagster import (
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import raw_options_bars
 from spy_pipeline.defs.resources import PolygonResource
+from spy_pipeline.defs.source_schema import materialization_metadata
 
 MAX_BAD_ROW_SHARE = 0.001
 
 
 def _latest_metadata(context: AssetCheckExecutionContext, asset: AssetsDefinition) -> dict:
-    event = context.instance.get_latest_materialization_event(asset.key)
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
+    return materialization_metadata(context.instance, asset.key) or {}
 
 
 def _checks(asset: AssetsDefinition) -> list[AssetChecksDefinition]:

@@ -23,7 +23,7 @@ from dagster import (
     asset_check,
 )
 
-from spy_pipeline.defs.source_schema import materialization_metadata
+from spy_pipeline.defs.source_schema import checked_partition, materialization_metadata
 
 UNAVAILABLE_KEY = "source_unavailable"
 MISSING_SOURCES_KEY = "optional_sources_missing_rows"  # consolidated: [day, source, rows, why] per missing source
@@ -57,10 +57,7 @@ def optional_sources_check(consolidated: AssetsDefinition) -> AssetChecksDefinit
                     "the days whose VIX or news columns are null, why, and the rows affected.",
     )
     def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        run = context.op_execution_context
-        partition = run.partition_key_range.end if run.has_partition_key_range else (
-            run.partition_key if run.has_partition_key else None)
-        metadata = materialization_metadata(context.instance, consolidated.key, partition) or {}
+        metadata = materialization_metadata(context.instance, consolidated.key, checked_partition(context)) or {}
         missing = metadata.get(MISSING_SOURCES_KEY) or []
         return AssetCheckResult(
             passed=not missing, severity=AssetCheckSeverity.WARN,

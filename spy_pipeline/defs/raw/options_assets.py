@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
 from spy_pipeline.defs.errors import no_retry_on_permanent_errors
-from spy_pipeline.defs.metadata import dataset_metadata, request_metadata, table_schema, timing, written_table_schema
+from spy_pipeline.defs.metadata import dataset_metadata, request_metadata, timing
 from spy_pipeline.defs.partial_ranges import fetch_day_by_day, finish_range, written_by_day
 from spy_pipeline.defs.raw.assets import (
     RAW_ASSET_ARGS,
@@ -99,12 +99,10 @@ def options_contracts(
     for entry in by_day.values():
         entry["contracts_per_day"] = entry["rows"]
     return finish_range(context, days, {
-        **written_metadata(store, written, days),
+        **written_metadata(store, written, days, OPTIONS_CONTRACTS),
         **source_metadata(written, flat_before, polygon.flat_stats()),
         "mode": mode,
         "contracts_per_day": round(sum(w.rows for w in written) / len(days), 1),
-        "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, OPTIONS_CONTRACTS)
-        if written else table_schema(OPTIONS_CONTRACTS),
         **schema_metadata,
         **request_metadata(before, polygon.client.stats.snapshot()),
         **timing(started, sum(w.rows for w in written)),
@@ -132,10 +130,8 @@ def raw_options_bars(
     after = polygon.client.stats.snapshot()
     schema_metadata = source_schema_metadata(seen)
     return finish_range(context, days, {
-        **written_metadata(store, written, days),
+        **written_metadata(store, written, days, MINUTE_BARS),
         **source_metadata(written, flat_before, polygon.flat_stats()),
-        "dagster/column_schema": written_table_schema(store.data_root, written[-1].path, MINUTE_BARS)
-        if written else table_schema(MINUTE_BARS),
         **schema_metadata,
         **request_metadata(before, after),
         "polygon_requests_per_partition": round((after["requests"] - before["requests"]) / len(days), 3),

@@ -14,7 +14,6 @@ from spy_pipeline.defs.metadata import (
     request_metadata,
     table_schema,
     timing,
-    written_table_schema,
 )
 from spy_pipeline.defs.partial_ranges import finish_range, written_by_day
 from spy_pipeline.defs.raw import optional_source
@@ -51,7 +50,7 @@ def raw_news(
         try:
             articles = [article for ticker in tickers for article in polygon.client.news(ticker, start, end)]
         except PolygonEntitlementError as exc:
-            if "news" not in settings.optional_sources:
+            if not settings.is_optional_source("news"):
                 raise
             articles, unavailable = [], dict.fromkeys(days, str(exc))
         news = news_frame(articles, tickers)  # inside: a field it cannot parse is named as drift
@@ -67,7 +66,7 @@ def raw_news(
     with_sentiment = news.filter(pl.col("sentiment").is_not_null())
     schema_metadata = source_schema_metadata(seen)
     metadata = {
-        **written_metadata(store, written, days),
+        **written_metadata(store, written, days, NEWS),
         "articles": news.height,
         "articles_with_sentiment": with_sentiment.height,
         "mean_sentiment": round(float(with_sentiment["sentiment"].mean() or 0.0), 3),
@@ -76,8 +75,6 @@ def raw_news(
         **request_metadata(before, polygon.client.stats.snapshot()),
         **timing(started, news.height),
     }
-    if written:
-        metadata["dagster/column_schema"] = written_table_schema(store.data_root, written[-1].path, NEWS)
     by_day = written_by_day(store.data_root, written)
     for entry in by_day.values():
         entry["articles"] = entry["rows"]
