@@ -49,6 +49,8 @@ import numpy as np
 from numba import njit, prange, set_parallel_chunksize
 from numpy.typing import ArrayLike
 
+from spy_pipeline.domain import vector_math as vm
+
 __all__ = [
     "ABOVE_UPPER_BOUND",
     "BELOW_INTRINSIC",
@@ -110,6 +112,7 @@ _MAX_ITER = 100
 _SIXTH = 1.0 / 6.0
 
 _jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+_inline = njit(cache=True, nogil=True, fastmath=False, error_model="numpy", forceinline=True)  # for vector loops
 
 
 @_jit
@@ -155,7 +158,7 @@ def _inverse_norm_cdf(p: float) -> float:
            + 6.680131188771972e01) * w - 1.328068155288572e01) * w + 1.0)
 
 
-@_jit
+@_inline
 def _rational_cubic(t_x: float, x_l: float, x_r: float, y_l: float, y_r: float, d_l: float, d_r: float,
                     r: float) -> float:
     """Delbourgo-Gregory rational cubic through (x_l, y_l), (x_r, y_r) with slopes d_l, d_r."""
@@ -172,7 +175,7 @@ def _rational_cubic(t_x: float, x_l: float, x_r: float, y_l: float, y_r: float, 
     return numerator / (1.0 + (r - 3.0) * t * omt)
 
 
-@_jit
+@_inline
 def _rational_cubic_min_r(d_l: float, d_r: float, slope: float, prefer_shape: bool) -> float:
     """Smallest control parameter that keeps the interpolant monotonic and convex/concave like its data."""
     monotonic = d_l * slope >= 0.0 and d_r * slope >= 0.0
@@ -197,7 +200,7 @@ def _rational_cubic_min_r(d_l: float, d_r: float, slope: float, prefer_shape: bo
     return max(_R_MIN, max(r1, r2))
 
 
-@_jit
+@_inline
 def _rational_cubic_r(x_l: float, x_r: float, y_l: float, y_r: float, d_l: float, d_r: float,
                       second_derivative: float, at_right: bool, prefer_shape: bool) -> float:
     """Control parameter that fits a second derivative at one end, no less than the shape-preserving one."""
@@ -388,15 +391,261 @@ def _step(column: np.ndarray) -> int:
     return 1 if column.size > 1 else 0
 
 
+# The vector pass: the rows of a block go through the same steps as `_solve_row`, one loop over the block per
+# step, each loop straight-line arithmetic (vector_math, selects instead of branches) that LLVM runs 4 rows at a
+# time. It takes the common road only: valid input, the lowest or the two middle segments of the initial guess,
+# Householder steps that stay in the bracket and converge within _VECTOR_STEPS, a result that reprices. Every
+# other row is left PENDING and solved by `_solve_row` itself, so reason codes and the rare paths are the scalar
+# ones.
+BLOCK_ROWS = 128  # rows per vector pass: its scratch columns (below) stay in the L1 cache
+_VECTOR_STEPS = 4  # Householder steps tried in the vector pass (typically 2 suffice)
+_PENDING = -1
+_ACTIVE, _DONE, _LEFT = 1.0, 2.0, 0.0  # a row's state in the vector pass; _LEFT: for the scalar solver
+_SCRATCH = 27  # columns of scratch: the inputs, what the steps hand on, the results
+(_P, _S, _K, _T, _R, _Q, _THETA, _FWD, _STRIKE, _DQ, _X, _EH, _BETA, _LN_BETA, _LOWEST, _SIGMA_S, _LEFT_S, _RIGHT_S,
+ _STATE, _IV, _DELTA, _GAMMA, _THETA_DAY, _VEGA, _RHO, _OK, _B_LOW) = range(0, _SCRATCH * BLOCK_ROWS, BLOCK_ROWS)
+# (offsets into one flat array: their constant distances let LLVM vectorize without run-time overlap checks)
+
+
+@_inline
+def _black_vector(x: float, s: float, theta: float, fwd: float, strike: float) -> tuple[float, float, float, float]:
+    """`_black` with vector_math's normal CDF."""
+    d1 = x / s + 0.5 * s
+    n1 = vm.norm_cdf(theta * d1)
+    n2 = vm.norm_cdf(theta * (d1 - s))
+    return theta * (fwd * n1 - strike * n2), d1, n1, n2
+
+
+@_inline
+def _black_and_vega_vector(x: float, s: float, eh: float) -> tuple[float, float]:
+    b, d1, _, _ = _black_vector(x, s, 1.0, eh, 1.0 / eh)
+    return b, eh * vm.norm_pdf(d1)
+
+
+@_inline
+def _inverse_norm_cdf_vector(p: float) -> float:
+    """`_inverse_norm_cdf` with both of its branches computed and one selected; p in [_DBL_MIN, 1 - _DBL_EPS]."""
+    t = math.sqrt(-2.0 * vm.log(p if p < 0.5 else 1.0 - p))
+    tail = (
+        ((((-7.784894002430293e-03 * t - 3.223964580411365e-01) * t - 2.400758277161838e00) * t
+          - 2.549732539343734e00) * t + 4.374664141464968e00) * t + 2.938163982698783e00
+    ) / ((((7.784695709041462e-03 * t + 3.224671290700398e-01) * t + 2.445134137142996e00) * t
+          + 3.754408661907416e00) * t + 1.0)
+    u = p - 0.5
+    w = u * u
+    central = (
+        (((((-3.969683028665376e01 * w + 2.209460984245205e02) * w - 2.759285104469687e02) * w
+           + 1.383577518672690e02) * w - 3.066479806614716e01) * w + 2.506628277459239e00) * u
+    ) / (((((-5.447609879822406e01 * w + 1.615858368580409e02) * w - 1.556989798598866e02) * w
+           + 6.680131188771972e01) * w - 1.328068155288572e01) * w + 1.0)
+    if p < 0.02425 or p > 0.97575:
+        return tail if p < 0.5 else -tail
+    return central
+
+
+@_jit
+def _gather_block(start, m, price, S, K, T, r, q, flag, scratch):
+    """Copy rows start..start+m into contiguous scratch rows (broadcast inputs would defeat vectorizing)."""
+    ip, iS, iK, iT = _step(price), _step(S), _step(K), _step(T)
+    ir, iq, iflag = _step(r), _step(q), _step(flag)
+    for j in range(m):
+        i = start + j
+        scratch[_P + j] = price[i * ip]
+        scratch[_S + j] = S[i * iS]
+        scratch[_K + j] = K[i * iK]
+        scratch[_T + j] = T[i * iT]
+        scratch[_R + j] = r[i * ir]
+        scratch[_Q + j] = q[i * iq]
+        scratch[_THETA + j] = 1.0 if flag[i * iflag] > 0 else -1.0
+
+
+@_jit
+def _initial_guess_block(m, scratch):
+    """`_solve_row`'s checks, `_normalised_iv`'s bracket and, on its middle segments, its starting value."""
+    inf = math.inf
+    for j in range(m):
+        p, spot, k, t = scratch[_P + j], scratch[_S + j], scratch[_K + j], scratch[_T + j]
+        rate, dividend, theta = scratch[_R + j], scratch[_Q + j], scratch[_THETA + j]
+        valid = ((p > 0.0) & (p < inf) & (spot > 0.0) & (spot < inf) & (k > 0.0) & (k < inf) & (t > 0.0)
+                 & (t < inf) & (abs(rate) < inf) & (abs(dividend) < inf))
+        dq = vm.exp(-dividend * t)
+        fwd = spot * dq
+        strike = k * vm.exp(-rate * t)
+        ratio = fwd / strike
+        x = vm.log(ratio)
+        time_value = p - theta * (fwd - strike) if theta * x > 0.0 else p
+        ax = abs(x)
+        eh = vm.exp(-0.5 * ax)  # b_max
+        beta = time_value / math.sqrt(fwd * strike)
+        valid &= ((ratio > _DBL_MIN) & (ratio < inf) & (p < (fwd if theta > 0.0 else strike))
+                  & (time_value > 0.0) & (beta > _DBL_MIN) & (beta < eh))
+        s_c = math.sqrt(2.0 * ax)
+        # _black_and_vega at the inflection point s_c, where d1 = 0 (also right for x = 0: b = 0)
+        b_c = 0.5 * eh - vm.norm_cdf(-s_c) / eh
+        v_c = _INV_SQRT_2PI * eh
+        low = beta < b_c
+        s_high = s_c + (eh - b_c) / v_c if v_c > _DBL_MIN else s_c
+        s_o = s_c - b_c / v_c if low else s_high  # the other anchor: s_l, or s_h
+        b_o, v_o = _black_and_vega_vector(-ax, s_o, eh)
+        lowest = low & (beta < b_o)
+        valid &= low | (beta <= b_o)  # else the highest segment
+        # the middle segments: interpolate s(b) between the anchors
+        x_l, x_r = (b_o, b_c) if low else (b_c, b_o)
+        s_l, s_r = (s_o, s_c) if low else (s_c, s_o)
+        d_l, d_r = (1.0 / v_o, 1.0 / v_c) if low else (1.0 / v_c, 1.0 / v_o)
+        control = _rational_cubic_r(x_l, x_r, s_l, s_r, d_l, d_r, 0.0, low, False)
+        scratch[_SIGMA_S + j] = _rational_cubic(beta, x_l, x_r, s_l, s_r, d_l, d_r, control)
+        scratch[_LEFT_S + j] = _DBL_MIN if lowest else s_l
+        scratch[_RIGHT_S + j] = s_o if lowest else s_r
+        scratch[_B_LOW + j] = b_o
+        scratch[_LOWEST + j] = 1.0 if lowest else 0.0
+        scratch[_FWD + j] = fwd
+        scratch[_STRIKE + j] = strike
+        scratch[_DQ + j] = dq
+        scratch[_X + j] = x
+        scratch[_EH + j] = eh
+        scratch[_BETA + j] = beta
+        scratch[_LN_BETA + j] = vm.log(beta)
+        scratch[_STATE + j] = _ACTIVE if valid else _LEFT
+
+
+@_jit
+def _lowest_segment_block(m, scratch):
+    """`_normalised_iv`'s starting value on its lowest segment: the rational cubic of f(s) inverted."""
+    for j in range(m):
+        lowest = scratch[_LOWEST + j] > 0.0
+        ax, beta = abs(scratch[_X + j]), scratch[_BETA + j]
+        s_l, b_l = scratch[_RIGHT_S + j], scratch[_B_LOW + j]
+        z = ax / (_SQRT3 * s_l)
+        y = z * z
+        s2 = s_l * s_l
+        cdf = vm.norm_cdf(-z)
+        cdf2 = cdf * cdf
+        grow = vm.exp(y + 0.125 * s2)
+        fpp = (math.pi / 6.0) * y / (s2 * s_l) * cdf * (
+            8.0 * _SQRT3 * s_l * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * ax * ax) * cdf / vm.norm_pdf(z)
+        ) * (grow * grow)
+        fp = 2.0 * math.pi * y * cdf2 * grow
+        f_l = _TWO_PI_OVER_SQRT27 * ax * cdf2 * cdf
+        control = _rational_cubic_r(0.0, b_l, 0.0, f_l, 1.0, fp, fpp, True, True)
+        f = _rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fp, control)
+        if not f > 0.0:
+            ratio_b = beta / b_l
+            f = (f_l * ratio_b + b_l * (1.0 - ratio_b)) * ratio_b
+        cube = f / (_TWO_PI_OVER_SQRT27 * ax)
+        usable = (cube > _DBL_MIN) & (cube < 1.0)  # vector_math's log: positive normal arguments
+        s = -ax / (_SQRT3 * _inverse_norm_cdf_vector(vm.exp(vm.log(cube) * (1.0 / 3.0))))
+        state = scratch[_STATE + j]
+        scratch[_STATE + j] = _LEFT if lowest and not usable else state
+        scratch[_SIGMA_S + j] = s if lowest else scratch[_SIGMA_S + j]
+
+
+@_jit
+def _householder_block(m, scratch) -> int:
+    """One of `_normalised_iv`'s Householder steps on every active row (objective 1/ln b - 1/ln beta on the
+    lowest segment, b - beta on the others); returns how many rows are still active."""
+    still_active = 0
+    for j in range(m):
+        state, s = scratch[_STATE + j], scratch[_SIGMA_S + j]
+        s_left, s_right = scratch[_LEFT_S + j], scratch[_RIGHT_S + j]
+        beta, x = scratch[_BETA + j], -abs(scratch[_X + j])
+        lowest = scratch[_LOWEST + j] > 0.0
+        b, bp = _black_and_vega_vector(x, s, scratch[_EH + j])
+        in_bracket = (s_left < s) & (s < s_right)  # else the scalar solver bisects
+        inv_s = 1.0 / s
+        hs = x * inv_s
+        b_halley = hs * hs * inv_s - 0.25 * s
+        b_hh3 = b_halley * b_halley - 3.0 * (hs * inv_s) ** 2 - 0.25
+        # b - beta
+        newton = (beta - b) / bp
+        ds_middle = newton * (1.0 + 0.5 * b_halley * newton) / (1.0 + newton * (b_halley + b_hh3 * newton * _SIXTH))
+        ds_middle = ds_middle if bp > 0.0 else math.nan
+        # 1/ln b - 1/ln beta (vector_math's log needs a normal b: a smaller one goes to the scalar solver)
+        ln_b = vm.log(b)
+        inv_ln_b = 1.0 / ln_b
+        bpob = bp / b
+        newton = (scratch[_LN_BETA + j] - ln_b) * ln_b / scratch[_LN_BETA + j] / bpob
+        halley = b_halley - bpob * (1.0 + 2.0 * inv_ln_b)
+        hh3 = (b_hh3 + 2.0 * bpob * bpob * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
+               - 3.0 * b_halley * bpob * (1.0 + 2.0 * inv_ln_b))
+        ds_lowest = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton * _SIXTH))
+        ds_lowest = ds_lowest if bp > 0.0 else math.nan
+        usable = in_bracket & (~lowest | (b >= _DBL_MIN))
+        ds = ds_lowest if lowest else ds_middle
+        ds = -0.5 * s if ds < -0.5 * s else ds
+        exact = b == beta
+        next_state = _LEFT if not usable else (_DONE if exact or abs(ds) <= _STEP_TOL * s else _ACTIVE)
+        active = state == _ACTIVE
+        scratch[_STATE + j] = next_state if active else state
+        scratch[_SIGMA_S + j] = (s if exact else s + ds) if active else s
+        scratch[_RIGHT_S + j] = s if active and b > beta else s_right
+        scratch[_LEFT_S + j] = s if active and b < beta else s_left
+        still_active += active and next_state == _ACTIVE
+    return still_active
+
+
+@_jit
+def _greeks_block(m, scratch):
+    """`_solve_row`'s repricing check and greeks for the converged rows, into the scratch result rows."""
+    for j in range(m):
+        p, spot, t, theta = scratch[_P + j], scratch[_S + j], scratch[_T + j], scratch[_THETA + j]
+        fwd, strike, rate, dividend = scratch[_FWD + j], scratch[_STRIKE + j], scratch[_R + j], scratch[_Q + j]
+        sqrt_t = math.sqrt(t)
+        sigma = scratch[_SIGMA_S + j] / sqrt_t
+        s = sigma * sqrt_t
+        value, d1, n1, n2 = _black_vector(scratch[_X + j], s, theta, fwd, strike)
+        fwd_pdf = fwd * vm.norm_pdf(d1)
+        theta_per_day = (-fwd_pdf * sigma / (2.0 * sqrt_t) - theta * rate * strike * n2
+                         + theta * dividend * fwd * n1) / 365.0
+        gamma = fwd_pdf / (spot * spot * s)
+        rho = theta * t * strike * n2 * 0.01
+        scale = fwd_pdf * s if fwd_pdf * s > p else p
+        ok = ((scratch[_STATE + j] == _DONE) & (sigma > 0.0) & (sigma < math.inf)
+              & (abs(value - p) <= _REPRICE_TOL * scale) & (abs(gamma + theta_per_day + rho) < math.inf))
+        scratch[_IV + j] = sigma
+        scratch[_DELTA + j] = theta * scratch[_DQ + j] * n1
+        scratch[_GAMMA + j] = gamma
+        scratch[_THETA_DAY + j] = theta_per_day
+        scratch[_VEGA + j] = fwd_pdf * sqrt_t * 0.01
+        scratch[_RHO + j] = rho
+        scratch[_OK + j] = 1.0 if ok else 0.0
+
+
+@_jit
+def _scatter_block(start, m, scratch, iv, delta, gamma, theta, vega, rho, reason):
+    """Results into the outputs (a separate loop: writing seven arrays keeps a loop from vectorizing)."""
+    for j in range(m):
+        i = start + j
+        iv[i] = scratch[_IV + j]
+        delta[i] = scratch[_DELTA + j]
+        gamma[i] = scratch[_GAMMA + j]
+        theta[i] = scratch[_THETA_DAY + j]
+        vega[i] = scratch[_VEGA + j]
+        rho[i] = scratch[_RHO + j]
+        reason[i] = OK if scratch[_OK + j] > 0.0 else _PENDING
+
+
 @_jit
 def _greeks_range(start, stop, price, S, K, T, r, q, flag, iv, delta, gamma, theta, vega, rho, reason):
     """Rows start..stop. Inputs of length n or 1 (a broadcast value), outputs of length n."""
+    scratch = np.empty(_SCRATCH * BLOCK_ROWS)
     ip, iS, iK, iT = _step(price), _step(S), _step(K), _step(T)
     ir, iq, iflag = _step(r), _step(q), _step(flag)
-    for i in range(start, stop):
-        (iv[i], delta[i], gamma[i], theta[i], vega[i], rho[i], reason[i]) = _solve_row(
-            price[i * ip], S[i * iS], K[i * iK], T[i * iT], r[i * ir], q[i * iq], flag[i * iflag]
-        )
+    for block in range(start, stop, BLOCK_ROWS):
+        m = min(BLOCK_ROWS, stop - block)
+        _gather_block(block, m, price, S, K, T, r, q, flag, scratch)
+        _initial_guess_block(m, scratch)
+        _lowest_segment_block(m, scratch)
+        for _ in range(_VECTOR_STEPS):
+            if _householder_block(m, scratch) == 0:
+                break
+        _greeks_block(m, scratch)
+        _scatter_block(block, m, scratch, iv, delta, gamma, theta, vega, rho, reason)
+        for i in range(block, block + m):
+            if reason[i] != OK:
+                (iv[i], delta[i], gamma[i], theta[i], vega[i], rho[i], reason[i]) = _solve_row(
+                    price[i * ip], S[i * iS], K[i * iK], T[i * iT], r[i * ir], q[i * iq], flag[i * iflag]
+                )
 
 
 @_jit
