@@ -424,3 +424,171 @@ def test_threaded_and_single_threaded_price_kernels_agree() -> None:
     step = bs.PARALLEL_MIN_ROWS // 2
     parts = [bs.price(**{k: v[i : i + step] for k, v in rows.items()}) for i in range(0, len(whole), step)]
     np.testing.assert_array_equal(whole, np.concatenate(parts))
+
+
+# --- the vector pass ------------------------------------------------------------------------------------------
+
+
+def scalar_solver(price, S, K, T, r, q, call) -> bs.GreeksResult:
+    """Row by row through `_solve_row`, the one-row solver the vector pass hands its hard rows to (and the
+    whole solver before it): the reference for reason codes."""
+    rows = [bs._solve_row(*args, 1 if c else -1) for *args, c in zip(price, S, K, T, r, q, call, strict=True)]
+    columns = list(zip(*rows, strict=True))
+    return bs.GreeksResult(*(np.array(c) for c in columns[:6]), reason=np.array(columns[6], dtype=np.int8))
+
+
+def extreme_rows() -> dict[str, np.ndarray]:
+    """Deep in and out of the money, 1 minute to 5 years, sigma 0 to 3, and prices at, below and just above the
+    intrinsic value: the rows where the vector pass hands over to the scalar solver, or must not."""
+    strikes = [150.0, 300.0, 540.0, 594.0, 600.0, 606.0, 660.0, 1200.0, 2400.0]
+    times = [MINUTE, 60 * MINUTE, 1.0 / 365, 1.0, 5.0]
+    sigmas = [0.0, 1e-3, 0.01, 0.2, 3.0]
+    grid = np.array([(k, t, v, c) for k in strikes for t in times for v in sigmas for c in (True, False)])
+    n = len(grid)
+    S, K, T, r, q = np.full(n, 600.0), grid[:, 0], grid[:, 1], np.full(n, 0.045), np.full(n, 0.013)
+    call = grid[:, 3].astype(bool)
+    model = bs.price(S, K, T, r, q, grid[:, 2], call)  # sigma 0: the discounted intrinsic value itself
+    intrinsic = bs.price(S, K, T, r, q, 0.0, call)
+    price = np.concatenate([model, intrinsic - 0.01, intrinsic + 1e-6, intrinsic + 1e-9 * S])
+    return {
+        "price": price, "S": np.tile(S, 4), "K": np.tile(K, 4), "T": np.tile(T, 4), "r": np.tile(r, 4),
+        "q": np.tile(q, 4), "sigma": np.tile(grid[:, 2], 4), "call": np.tile(call, 4),
+    }
+
+
+@pytest.fixture(scope="module")
+def extreme_case() -> dict[str, object]:
+    rows = extreme_rows()
+    args = [rows[k] for k in ("price", "S", "K", "T", "r", "q", "call")]
+    return {**rows, "ours": bs.implied_vol_and_greeks(*args), "scalar": scalar_solver(*args),
+            "theirs": vollib_iv(*args)}
+
+
+def test_extreme_rows_keep_the_scalar_solvers_reason_codes(extreme_case: dict[str, object]) -> None:
+    ours, scalar = extreme_case["ours"], extreme_case["scalar"]
+    assert ours.reason.tolist() == scalar.reason.tolist()
+    codes = set(np.unique(ours.reason))
+    assert {bs.OK, bs.BELOW_INTRINSIC} <= codes  # the grid reaches both sides of the intrinsic value
+    quarter = len(ours.reason) // 4
+    zero_vol = extreme_case["sigma"][:quarter] == 0.0  # priced at the intrinsic value: no time value
+    assert set(ours.reason[:quarter][zero_vol]) == {bs.BELOW_INTRINSIC, bs.INVALID_INPUT}  # 0 when out of the money
+    below = ours.reason[quarter:2 * quarter]  # intrinsic - 0.01: negative when out of the money
+    in_the_money = extreme_case["price"][quarter:2 * quarter] > 0
+    assert (below[in_the_money] == bs.BELOW_INTRINSIC).all() and (below[~in_the_money] == bs.INVALID_INPUT).all()
+    ok = ours.reason == bs.OK
+    assert all(nan_row(ours, i) for i in np.flatnonzero(~ok))
+
+
+def test_extreme_rows_match_the_scalar_solver_and_py_vollib(extreme_case: dict[str, object]) -> None:
+    ours, scalar, theirs = extreme_case["ours"], extreme_case["scalar"], extreme_case["theirs"]
+    S, K, T, r, q, call = (extreme_case[k] for k in ("S", "K", "T", "r", "q", "call"))
+    ok = ours.reason == bs.OK
+    assert ok.sum() > 300
+    vega = np.array([analytical.vega("c", *row) for row in zip(S, K, T, r, np.where(ok, ours.iv, 0.2), q,
+                                                                strict=True)]) / 0.01
+    with np.errstate(divide="ignore"):
+        iv_rounding = EPS * (S * np.exp(-q * T) + K * np.exp(-r * T)) / vega
+    # the scalar solver (the solver before the vector pass) and ours agree to the price's rounding ...
+    assert (np.abs(ours.iv - scalar.iv)[ok] <= np.maximum(IV_TOL, 4 * iv_rounding[ok])).all()
+    # ... and py_vollib, where the price pins sigma to 1e-9
+    well_posed = ok & (theirs > 0) & (iv_rounding < IV_TOL)
+    assert well_posed.sum() > 150
+    assert np.abs(ours.iv - theirs)[well_posed].max() <= IV_TOL
+    # greeks at the same sigma, where d1 is pinned too: an input's rounding (eps) moves d1 by about eps/(sigma√T),
+    # 5e-9 at sigma√T = 4e-8 (1 minute, sigma 3e-5), in the scalar solver and in py_vollib alike
+    idx = np.flatnonzero(well_posed & (np.where(ok, ours.iv, 0.0) * np.sqrt(T) > 1e-5))
+    assert len(idx) > 150
+    reference = vollib_greeks(S[idx], K[idx], T[idx], r[idx], q[idx], ours.iv[idx], call[idx])
+    for name, values in ours_greeks(ours).items():  # relative too: gamma reaches 60 at 1 minute to expiry
+        np.testing.assert_allclose(values[idx], reference[name], rtol=GREEKS_TOL, atol=GREEKS_TOL, err_msg=name)
+
+
+def test_vector_pass_solves_the_common_rows_itself() -> None:
+    """SPY-like rows (up to 3 standard deviations either side, 1 minute to 60 days) stay on the vector path:
+    handing them to the scalar solver would give the same answers, only slower."""
+    rng = np.random.default_rng(31)
+    n = 4 * bs.BLOCK_ROWS
+    spot, years, sigma = 600.0, np.exp(rng.uniform(math.log(MINUTE), math.log(60 / 365), n)), rng.uniform(0.08, 0.6, n)
+    strike = np.round(spot * np.exp(rng.uniform(-3.0, 3.0, n) * sigma * np.sqrt(years)))
+    call = rng.random(n) < 0.5
+    flag = np.where(call, 1, -1).astype(np.int8)
+    value = bs.price(spot, strike, years, 0.045, 0.013, sigma, call)
+    columns = [value, np.array([spot]), strike, years, np.array([0.045]), np.array([0.013]), flag]
+    outputs = [np.empty(n) for _ in range(6)]
+    reason = np.empty(n, dtype=np.int8)
+    scratch = np.empty(bs._SCRATCH * bs.BLOCK_ROWS)
+    for start in range(0, n, bs.BLOCK_ROWS):
+        bs._gather_block(start, bs.BLOCK_ROWS, *columns, scratch)
+        bs._initial_guess_block(bs.BLOCK_ROWS, scratch)
+        bs._lowest_segment_block(bs.BLOCK_ROWS, scratch)
+        for _ in range(bs._VECTOR_STEPS):
+            bs._householder_block(bs.BLOCK_ROWS, scratch)
+        bs._greeks_block(bs.BLOCK_ROWS, scratch)
+        bs._scatter_block(start, bs.BLOCK_ROWS, scratch, *outputs, reason)
+    assert (reason == bs.OK).mean() > 0.97  # the rest: prices within rounding of a bound or the tolerance
+    whole = bs.implied_vol_and_greeks(value, spot, strike, years, 0.045, 0.013, call)
+    np.testing.assert_array_equal(outputs[0][reason == bs.OK], whole.iv[reason == bs.OK])
+
+
+def test_blocks_with_handed_over_rows_give_each_row_its_own_answer() -> None:
+    """Partial blocks, and invalid or bound-breaking rows among valid ones, do not disturb their neighbours."""
+    rows = random_rows(2 * bs.BLOCK_ROWS + 37, seed=41)
+    args = [rows[k] for k in ("S", "K", "T", "r", "q")]
+    value = bs.price(*args, rows["sigma"], rows["call"])
+    value[3::11] = 1e6  # above any bound
+    value[5::13] = 0.0
+    value[::7] = np.nan
+    whole = bs.implied_vol_and_greeks(value, *args, rows["call"])
+    one_by_one = [bs.implied_vol_and_greeks(value[i], *(a[i] for a in args), rows["call"][i])
+                  for i in range(len(value))]
+    for field in whole._fields:
+        np.testing.assert_array_equal(getattr(whole, field), [getattr(r, field) for r in one_by_one], err_msg=field)
+    assert whole.reason[::7].tolist() == [bs.INVALID_INPUT] * len(whole.reason[::7])
+    assert set(whole.reason[3::11]) <= {bs.ABOVE_UPPER_BOUND, bs.INVALID_INPUT}
+
+
+# --- vector_math: the vectorizable exp, log and normal CDF against libm ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def vector_math_loops():
+    from numba import njit
+
+    from spy_pipeline.domain import vector_math as vm
+
+    @njit
+    def apply(kind, values):
+        out = np.empty_like(values)
+        for i in range(values.size):
+            v = values[i]
+            out[i] = vm.exp(v) if kind == 0 else (vm.log(v) if kind == 1 else vm.norm_cdf(v))
+        return out
+
+    return apply
+
+
+def test_vector_exp_matches_libm(vector_math_loops) -> None:
+    x = np.concatenate([np.linspace(-708.0, 709.0, 200_001), np.random.default_rng(1).normal(0, 2, 100_000)])
+    ours, libm = vector_math_loops(0, x), np.exp(x)
+    assert (np.abs(ours - libm) <= 2 * EPS * libm).all()
+    edges = vector_math_loops(0, np.array([-800.0, -np.inf, 800.0, np.inf, np.nan, 0.0]))
+    assert edges[:2].tolist() == [0.0, 0.0] and edges[2:4].tolist() == [np.inf, np.inf]
+    assert np.isnan(edges[4]) and edges[5] == 1.0
+
+
+def test_vector_log_matches_libm(vector_math_loops) -> None:
+    x = np.concatenate([np.exp(np.random.default_rng(2).uniform(-700, 700, 200_000)),
+                        1 + np.linspace(-0.3, 0.3, 10_001), [1.0, 2.0, 0.5, 2.2250738585072014e-308, 1.797e308]])
+    ours, libm = vector_math_loops(1, x), np.log(x)
+    assert (np.abs(ours - libm) <= 2 * EPS * np.maximum(np.abs(libm), 1e-300)).all()
+    assert vector_math_loops(1, np.array([1.0]))[0] == 0.0
+
+
+def test_vector_norm_cdf_keeps_relative_accuracy_in_the_tail(vector_math_loops) -> None:
+    z = np.concatenate([np.linspace(-37.5, 9.0, 400_001), np.random.default_rng(3).normal(0, 3, 100_000)])
+    ours = vector_math_loops(2, z)
+    libm = np.array([0.5 * math.erfc(-v * 0.7071067811865476) for v in z])  # the same rounding of z/√2
+    normal = libm > 1e-300  # below, results are subnormal and keep fewer bits, in libm too
+    assert (np.abs(ours - libm)[normal] <= 8 * EPS * libm[normal]).all()
+    assert (ours[~normal] <= 1e-300).all()
+    assert vector_math_loops(2, np.array([0.0]))[0] == 0.5

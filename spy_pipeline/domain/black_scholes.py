@@ -8,7 +8,15 @@ One formula serves everything: `_black` values an option from the discounted for
 discounted strike `K·e^{-rT}` and the total standard deviation `s = sigma√T`. `price()`, the implied-volatility
 iterations (on the normalised price, forward and strike divided by their geometric mean) and the greeks all
 call it. The loops are numba kernels (`cache=True`: a new process loads them from disk instead of compiling),
-threaded over rows for large inputs; the normal CDF is `erfc`, not scipy.
+threaded over rows for large inputs.
+
+Implied volatility and greeks run in two layers. `_solve_row` solves one option with libm's `erfc`, `exp` and
+`log`, every case included. In front of it, a vector pass takes blocks of BLOCK_ROWS rows through the same steps
+as loops over the block, written so that LLVM runs four rows per AVX2 instruction (`vector_math`: exp, log and
+the normal CDF without calls or branches). It keeps a row only on the common road (valid input clear of the
+bounds, the lowest or middle segments of the initial guess, Householder steps inside the bracket, converged
+within _VECTOR_STEPS, repriced with room to spare against the tolerance); any other row is solved by
+`_solve_row`, so the reason codes are the scalar solver's.
 
 Implied volatility follows the structure of Peter Jäckel's "Let's Be Rational" (Wilmott, 2015) — the
 algorithm behind vollib — re-derived around `_black`: the out-of-the-money price (put-call parity removes the
@@ -34,9 +42,10 @@ solver: a price, and S·e^{-qT} - K·e^{-rT}, carry an error of ≈ eps·(S·e^{
 implied volatility by that over vega; there ours and py_vollib's differ by up to that much (measured: ≤ 1x),
 and both reprice the input to that rounding.
 
-Speed (spy_pipeline_tests/bench/greeks.py, 1M SPY-like rows): ≈ 3M rows/s per thread for IV + five greeks,
-about twice that on two free cores; ≈ 0.3 s for the first call of a new process (cache loaded), ≈ 2.5 s to
-compile when the cache is empty.
+Speed (spy_pipeline_tests/bench/greeks.py, 1M SPY-like rows, the solver before the vector pass timed beside):
+the vector pass is ≈ 2-2.6x the one-row-at-a-time solver, on one thread and on two (measured on a shared,
+loaded 2-core machine; see bench/results.json). Compiling from an empty cache takes several times longer than
+the scalar solver alone did (the vector loops are large): numba's on-disk cache makes that a one-off.
 """
 
 from __future__ import annotations
@@ -400,6 +409,10 @@ def _step(column: np.ndarray) -> int:
 BLOCK_ROWS = 128  # rows per vector pass: its scratch columns (below) stay in the L1 cache
 _VECTOR_STEPS = 4  # Householder steps tried in the vector pass (typically 2 suffice)
 _PENDING = -1
+# The vector pass rounds differently from the scalar solver (its own exp, log and CDF, each within a few ulp):
+# a price, an intrinsic value or a repricing error within this many eps·(S·e^{-qT} + K·e^{-rT}) of a bound or of
+# the repricing tolerance goes to the scalar solver, so that rounding cannot decide a reason code differently.
+_ROUNDING_MARGIN = 16.0 * _DBL_EPS
 _ACTIVE, _DONE, _LEFT = 1.0, 2.0, 0.0  # a row's state in the vector pass; _LEFT: for the scalar solver
 _SCRATCH = 27  # columns of scratch: the inputs, what the steps hand on, the results
 (_P, _S, _K, _T, _R, _Q, _THETA, _FWD, _STRIKE, _DQ, _X, _EH, _BETA, _LN_BETA, _LOWEST, _SIGMA_S, _LEFT_S, _RIGHT_S,
@@ -444,19 +457,25 @@ def _inverse_norm_cdf_vector(p: float) -> float:
 
 
 @_jit
+def _gather_column(column, start, m, scratch, offset):
+    if column.size > 1:
+        scratch[offset:offset + m] = column[start:start + m]
+    else:
+        scratch[offset:offset + m] = column[0]
+
+
+@_jit
 def _gather_block(start, m, price, S, K, T, r, q, flag, scratch):
     """Copy rows start..start+m into contiguous scratch rows (broadcast inputs would defeat vectorizing)."""
-    ip, iS, iK, iT = _step(price), _step(S), _step(K), _step(T)
-    ir, iq, iflag = _step(r), _step(q), _step(flag)
+    _gather_column(price, start, m, scratch, _P)
+    _gather_column(S, start, m, scratch, _S)
+    _gather_column(K, start, m, scratch, _K)
+    _gather_column(T, start, m, scratch, _T)
+    _gather_column(r, start, m, scratch, _R)
+    _gather_column(q, start, m, scratch, _Q)
+    iflag = _step(flag)
     for j in range(m):
-        i = start + j
-        scratch[_P + j] = price[i * ip]
-        scratch[_S + j] = S[i * iS]
-        scratch[_K + j] = K[i * iK]
-        scratch[_T + j] = T[i * iT]
-        scratch[_R + j] = r[i * ir]
-        scratch[_Q + j] = q[i * iq]
-        scratch[_THETA + j] = 1.0 if flag[i * iflag] > 0 else -1.0
+        scratch[_THETA + j] = 1.0 if flag[(start + j) * iflag] > 0 else -1.0
 
 
 @_jit
@@ -477,8 +496,9 @@ def _initial_guess_block(m, scratch):
         ax = abs(x)
         eh = vm.exp(-0.5 * ax)  # b_max
         beta = time_value / math.sqrt(fwd * strike)
-        valid &= ((ratio > _DBL_MIN) & (ratio < inf) & (p < (fwd if theta > 0.0 else strike))
-                  & (time_value > 0.0) & (beta > _DBL_MIN) & (beta < eh))
+        noise = _ROUNDING_MARGIN * (fwd + strike)  # near a bound, the scalar solver's rounding decides
+        valid &= ((ratio > _DBL_MIN) & (ratio < inf) & (p < (fwd if theta > 0.0 else strike) - noise)
+                  & (time_value > noise) & (beta > _DBL_MIN) & (beta < eh))
         s_c = math.sqrt(2.0 * ax)
         # _black_and_vega at the inflection point s_c, where d1 = 0 (also right for x = 0: b = 0)
         b_c = 0.5 * eh - vm.norm_cdf(-s_c) / eh
@@ -601,7 +621,8 @@ def _greeks_block(m, scratch):
         rho = theta * t * strike * n2 * 0.01
         scale = fwd_pdf * s if fwd_pdf * s > p else p
         ok = ((scratch[_STATE + j] == _DONE) & (sigma > 0.0) & (sigma < math.inf)
-              & (abs(value - p) <= _REPRICE_TOL * scale) & (abs(gamma + theta_per_day + rho) < math.inf))
+              & (abs(value - p) + _ROUNDING_MARGIN * (fwd + strike) <= _REPRICE_TOL * scale)
+              & (abs(gamma + theta_per_day + rho) < math.inf))
         scratch[_IV + j] = sigma
         scratch[_DELTA + j] = theta * scratch[_DQ + j] * n1
         scratch[_GAMMA + j] = gamma
@@ -613,16 +634,15 @@ def _greeks_block(m, scratch):
 
 @_jit
 def _scatter_block(start, m, scratch, iv, delta, gamma, theta, vega, rho, reason):
-    """Results into the outputs (a separate loop: writing seven arrays keeps a loop from vectorizing)."""
+    """Results into the outputs (separate copies: one loop writing seven arrays would not vectorize)."""
+    iv[start:start + m] = scratch[_IV:_IV + m]
+    delta[start:start + m] = scratch[_DELTA:_DELTA + m]
+    gamma[start:start + m] = scratch[_GAMMA:_GAMMA + m]
+    theta[start:start + m] = scratch[_THETA_DAY:_THETA_DAY + m]
+    vega[start:start + m] = scratch[_VEGA:_VEGA + m]
+    rho[start:start + m] = scratch[_RHO:_RHO + m]
     for j in range(m):
-        i = start + j
-        iv[i] = scratch[_IV + j]
-        delta[i] = scratch[_DELTA + j]
-        gamma[i] = scratch[_GAMMA + j]
-        theta[i] = scratch[_THETA_DAY + j]
-        vega[i] = scratch[_VEGA + j]
-        rho[i] = scratch[_RHO + j]
-        reason[i] = OK if scratch[_OK + j] > 0.0 else _PENDING
+        reason[start + j] = OK if scratch[_OK + j] > 0.0 else _PENDING
 
 
 @_jit

@@ -6,12 +6,16 @@ Ours is timed warm (median and best of repeats) with numba's threads and with on
 scratch and the first call of a new process (kernels loaded from numba's cache) are measured in subprocesses and
 reported separately. py_vollib is timed per row (what a pandas `apply` does) on a sample, and is the accuracy oracle on
 that sample: implied volatilities, and greeks at the same volatility. pyvolr is timed with int8 ±1 flags, its
-fast path. Figures are merged into bench/results.json under "greeks".
+fast path. Two yardsticks share the run: the module as it was before the vector pass (BASELINE_COMMIT, read
+from git, timed the same way, its results compared row by row), and the best rate of a plain `np.exp` over as
+many elements (numpy's SIMD exp, one thread: what the hardware does for one transcendental per row). Figures are
+merged into bench/results.json under "greeks".
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import math
 import os
 import statistics
@@ -22,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numba
 import numpy as np
@@ -35,6 +40,8 @@ REPEATS = 5
 MINUTE = 1.0 / (365 * 24 * 60)
 RATE, DIVIDEND_YIELD = 0.045, 0.013
 REPO_ROOT = Path(__file__).resolve().parents[2]
+GOAL_ROWS_PER_S = 8_000_000  # issue #16: IV + five greeks on two cores
+BASELINE_COMMIT = "ef8e59d4aea41e0c92d3a59de88778aa438daf53"  # black_scholes before the vector pass (one row at a time)
 FIRST_CALL = (
     "import time; t = time.perf_counter(); from spy_pipeline.domain import black_scholes as bs; "
     "i = time.perf_counter(); bs.implied_vol_and_greeks(2.4, 49.0, 50.0, 0.38, 0.05, 0.0, True); "
@@ -64,10 +71,59 @@ def _seconds(run: Callable[[], object], repeats: int = REPEATS) -> tuple[float, 
     return statistics.median(times), min(times)
 
 
-def _ours(rows: dict[str, np.ndarray]) -> bs.GreeksResult:
-    return bs.implied_vol_and_greeks(
+def _ours(rows: dict[str, np.ndarray], module: ModuleType = bs) -> bs.GreeksResult:
+    return module.implied_vol_and_greeks(
         rows["price"], rows["S"], rows["K"], rows["T"], RATE, DIVIDEND_YIELD, rows["is_call"]
     )
+
+
+def _rates(rows: dict[str, np.ndarray], module: ModuleType = bs) -> dict[str, float]:
+    """Rows per second, median and best of REPEATS, with numba's threads and with one (after a warm-up call)."""
+    _ours(rows, module)
+    n = rows["price"].size
+    threads = numba.get_num_threads()
+    threaded_s, threaded_best_s = _seconds(lambda: _ours(rows, module))
+    numba.set_num_threads(1)
+    try:
+        single_s, single_best_s = _seconds(lambda: _ours(rows, module))
+    finally:
+        numba.set_num_threads(threads)
+    return {"rows_per_s": n / threaded_s, "best_rows_per_s": n / threaded_best_s,
+            "single_thread_rows_per_s": n / single_s, "single_thread_best_rows_per_s": n / single_best_s}
+
+
+def _baseline_module() -> ModuleType | str:
+    """black_scholes at BASELINE_COMMIT, from git, as a module of its own (numba caches it beside the copy in
+    the temp directory); a sentence saying why not when git or the commit is not there."""
+    copy = Path(tempfile.gettempdir()) / "spy_pipeline_bench" / f"black_scholes_{BASELINE_COMMIT[:12]}.py"
+    if not copy.exists():
+        shown = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:spy_pipeline/domain/black_scholes.py"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        if shown.returncode != 0:
+            return f"git show {BASELINE_COMMIT[:12]} failed: {shown.stderr.strip() or shown.returncode}"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location(copy.stem, copy)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _against_baseline(result: bs.GreeksResult, before: bs.GreeksResult) -> dict[str, float | int]:
+    """Rows whose reason code changed, and the largest changes of IV and greeks where both are OK."""
+    both = (result.reason == bs.OK) & (before.reason == bs.OK)
+    changes: dict[str, float | int] = {"reason_mismatches": int((result.reason != before.reason).sum())}
+    for field in result._fields[:-1]:
+        changes[f"max_abs_change_{field}"] = float(np.abs(getattr(result, field) - getattr(before, field))[both].max())
+    return changes
+
+
+def _np_exp_rate(n: int) -> float:
+    """Elements per second of np.exp over n doubles into a preallocated array, best of REPEATS."""
+    values = np.random.default_rng(2).uniform(-5.0, 5.0, n)
+    out = np.empty_like(values)
+    np.exp(values, out=out)
+    return n / _seconds(lambda: np.exp(values, out=out))[1]
 
 
 def _first_call_in_new_process(cache_dir: str | None) -> dict[str, float]:
@@ -163,14 +219,16 @@ def main() -> None:
     threads = numba.get_num_threads()
     load_before = os.getloadavg()[0]
     result = _ours(rows)
-    threaded_s, threaded_best_s = _seconds(lambda: _ours(rows))
-    numba.set_num_threads(1)
-    try:
-        single_s, single_best_s = _seconds(lambda: _ours(rows))
-    finally:
-        numba.set_num_threads(threads)
-    ours_rate, single_rate = ROWS / threaded_s, ROWS / single_s
-    ours_best, single_best = ROWS / threaded_best_s, ROWS / single_best_s
+    rates = _rates(rows)
+    ours_rate, single_rate = rates["rows_per_s"], rates["single_thread_rows_per_s"]
+    ours_best, single_best = rates["best_rows_per_s"], rates["single_thread_best_rows_per_s"]
+    baseline = _baseline_module()
+    if isinstance(baseline, ModuleType):
+        before_rates: dict[str, float] | None = _rates(rows, baseline)
+        before_changes = _against_baseline(result, _ours(rows, baseline))
+    else:
+        before_rates, before_changes = None, {}
+    exp_rate = _np_exp_rate(ROWS)
 
     pick = np.random.default_rng(1).choice(ROWS, SAMPLE, replace=False)
     sample = {k: v[pick] for k, v in rows.items()}
@@ -184,20 +242,26 @@ def main() -> None:
         compile_cold = _first_call_in_new_process(empty_cache)
 
     reasons = np.bincount(result.reason, minlength=len(bs.REASONS))
-    print(f"implied volatility + 5 greeks, {ROWS:,} SPY-like rows ({numba.get_num_threads()} numba threads, "
-          f"{os.cpu_count()} CPUs, load average {load_before:.2f} before; median and best of {REPEATS}):")
+    print(f"implied volatility + 5 greeks, {ROWS:,} SPY-like rows ({threads} numba threads, "
+          f"{numba.threading_layer()} layer, {os.cpu_count()} CPUs, load average {load_before:.2f} before; "
+          f"median and best of {REPEATS}):")
     print(f"  {'':28s} {'rows/s':>12s} {'best rows/s':>12s} {'vs py_vollib':>13s} {'vs pyvolr':>10s} "
           f"{'max |IV err|':>13s}")
     pyvolr_rate = peer.get("rows_per_s")
 
     def line(name: str, rate: float, best: float | None, iv_error: float | None) -> None:
         versus_pyvolr = f"{rate / pyvolr_rate:9.2f}x" if pyvolr_rate else f"{'-':>10s}"
-        err = f"{iv_error:13.1e}" if iv_error is not None else f"{'(oracle)':>13s}"
+        err = f"{iv_error:13.1e}" if iv_error is not None else f"{'-':>13s}"
         best_text = f"{best:12,.0f}" if best else f"{'-':>12s}"
         print(f"  {name:28s} {rate:12,.0f} {best_text} {rate / vollib_rate:12.0f}x {versus_pyvolr} {err}")
 
     line(f"ours, {threads} threads", ours_rate, ours_best, ours_errors["max_abs_iv_error_well_posed"])
     line("ours, 1 thread", single_rate, single_best, ours_errors["max_abs_iv_error_well_posed"])
+    if before_rates:
+        line(f"before ({BASELINE_COMMIT[:7]}), {threads} threads", before_rates["rows_per_s"],
+             before_rates["best_rows_per_s"], None)
+        line(f"before ({BASELINE_COMMIT[:7]}), 1 thread", before_rates["single_thread_rows_per_s"],
+             before_rates["single_thread_best_rows_per_s"], None)
     line(f"py_vollib per row ({SAMPLE:,})", vollib_rate, None, None)
     pyvolr_errors = None
     if peer["available"]:
@@ -214,6 +278,16 @@ def main() -> None:
         print(f"  pyvolr on the same rows: {pyvolr_errors['max_abs_iv_error_well_posed']:.1e} well-posed, "
               f"{pyvolr_errors['max_abs_iv_error']:.1e} over all")
     print(f"  greeks vs py_vollib analytical at the same sigma: max abs error {greeks_error:.1e}")
+    print(f"  goal {GOAL_ROWS_PER_S / 1e6:.0f}M rows/s on {threads} threads: median {ours_rate / GOAL_ROWS_PER_S:.2f}x "
+          f"of it, best {ours_best / GOAL_ROWS_PER_S:.2f}x; yardstick np.exp (1 thread, best) "
+          f"{exp_rate:,.0f} elements/s: a row (1 thread, best) costs the time of {exp_rate / single_best:.0f} np.exp")
+    if before_rates:
+        print(f"  vs before ({BASELINE_COMMIT[:7]}): {ours_rate / before_rates['rows_per_s']:.2f}x on {threads} "
+              f"threads, {single_rate / before_rates['single_thread_rows_per_s']:.2f}x on 1 (medians); "
+              f"{before_changes['reason_mismatches']} reason codes differ; largest change where both OK: iv "
+              f"{before_changes['max_abs_change_iv']:.1e}, delta {before_changes['max_abs_change_delta']:.1e}")
+    else:
+        print(f"  before: not measured ({baseline})")
     print(f"  reasons on {ROWS:,} rows: " + ", ".join(f"{bs.REASONS[c].split(':')[0]} {n:,}"
                                                      for c, n in enumerate(reasons) if n))
     print(f"  compile from scratch (new process, empty numba cache): first call {compile_cold['first_call_s']:.2f} s"
@@ -231,6 +305,17 @@ def main() -> None:
         "ours_best_rows_per_s": ours_best,
         "ours_single_thread_rows_per_s": single_rate,
         "ours_single_thread_best_rows_per_s": single_best,
+        "threading_layer": numba.threading_layer(),
+        "goal_rows_per_s": GOAL_ROWS_PER_S,
+        "ratio_vs_goal": ours_rate / GOAL_ROWS_PER_S,
+        "best_ratio_vs_goal": ours_best / GOAL_ROWS_PER_S,
+        "np_exp_best_elements_per_s": exp_rate,
+        "before": (
+            {"commit": BASELINE_COMMIT, **before_rates, **before_changes,
+             "speedup": ours_rate / before_rates["rows_per_s"],
+             "single_thread_speedup": single_rate / before_rates["single_thread_rows_per_s"]}
+            if before_rates else {"available": False, "why": baseline}
+        ),
         "py_vollib_per_row_rows_per_s": vollib_rate,
         "ratio_vs_py_vollib": ours_rate / vollib_rate,
         "pyvolr": (
@@ -244,7 +329,8 @@ def main() -> None:
         "compile_from_scratch_s": compile_cold,
         "new_process_cached_s": cached,
         "note": "rates (median of repeats; best alongside) exclude warm-up; py_vollib timed per row (IV + 5 greeks) "
-                "on the sample; pyvolr with int8 flags; the machine is shared, see load_average_before",
+                "on the sample; pyvolr with int8 flags; 'before' is black_scholes at its commit, timed alike; "
+                "the machine is shared, see load_average_before",
     })
 
 
