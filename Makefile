@@ -34,11 +34,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The greeks kernels compiled once into numba's on-disk cache (~30 s), not by each process that first uses them.
+KERNELS := $(VENV)/.kernels
+$(KERNELS): $(STAMP) spy_pipeline/domain/black_scholes.py spy_pipeline/domain/vector_math.py
+	$(PY) -c 'from spy_pipeline.domain.black_scholes import compile_kernels; compile_kernels()'
+	@touch $@
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+run: $(KERNELS) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/spy-pipeline run
 
 # The tests start a real PostgreSQL server from Debian's binaries (spy_pipeline_tests/test_postgres_instance.py).
@@ -69,10 +75,10 @@ browser-binaries:
 # Tests sharing a module-scoped fixture stay on one worker, heavy groups first (spy_pipeline_tests/parallel.py).
 # TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 4
-test: $(STAMP) postgres-binaries browser-binaries
+test: $(KERNELS) postgres-binaries browser-binaries
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
-dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+dev: $(KERNELS) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 # The production instance profile (PostgreSQL) in its own DAGSTER_HOME. Host, port, user and database default to
@@ -84,7 +90,7 @@ $(PG_DAGSTER_HOME)/dagster.yaml: $(PG_PROFILE)
 	@mkdir -p $(PG_DAGSTER_HOME)
 	cp $(PG_PROFILE) $@
 
-dev-postgres: $(STAMP) $(PG_DAGSTER_HOME)/dagster.yaml
+dev-postgres: $(KERNELS) $(PG_DAGSTER_HOME)/dagster.yaml
 	@if [ -z "$${DAGSTER_PG_PASSWORD+set}" ]; then \
 	  echo "Set DAGSTER_PG_PASSWORD (and DAGSTER_PG_HOST/PORT/USER/DB unless 127.0.0.1, 5432, dagster, dagster)."; exit 1; fi
 	DAGSTER_HOME=$(PG_DAGSTER_HOME) DAGSTER_PG_HOST=$${DAGSTER_PG_HOST:-127.0.0.1} \
@@ -95,7 +101,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-bench: $(STAMP)
+bench: $(KERNELS)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m spy_pipeline_tests.bench
 
@@ -104,5 +110,5 @@ clean:
 
 # Fault soak (not part of `make test`): random fault plans per mode and SIGKILL crash checks, loopback only.
 # SOAK_ARGS="--runs 5 --kills 20 --max-minutes 30" to go longer.
-soak: $(STAMP)
+soak: $(KERNELS)
 	$(PY) -m spy_pipeline_tests.soak $(SOAK_ARGS)

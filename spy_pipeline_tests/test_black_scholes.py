@@ -592,3 +592,17 @@ def test_vector_norm_cdf_keeps_relative_accuracy_in_the_tail(vector_math_loops) 
     assert (np.abs(ours - libm)[normal] <= 8 * EPS * libm[normal]).all()
     assert (ours[~normal] <= 1e-300).all()
     assert vector_math_loops(2, np.array([0.0]))[0] == 0.5
+
+
+def test_every_call_runs_the_kernels_compiled_once() -> None:
+    """`make` compiles the kernels once (`compile_kernels`); read-only inputs (polars' zero-copy arrays), bools,
+    'c'/'p' strings, lists and scalars all reach that one compiled signature instead of compiling another."""
+    bs.compile_kernels()
+    n = bs.PARALLEL_MIN_ROWS
+    read_only = np.full(n, 2.4)
+    read_only.flags.writeable = False
+    bs.implied_vol_and_greeks(read_only, 49.0, 50.0, 0.38, 0.05, 0.0, np.where(np.arange(n) % 2, "c", "p"))
+    bs.implied_vol_and_greeks([2.4], [49.0], 50, 0.38, 0, 0, [1])
+    bs.price(read_only, 50.0, 0.38, 0.05, 0.0, read_only[:1] / 10, True)
+    for kernel in (bs._greeks_range, bs._greeks_threaded, bs._price_range, bs._price_threaded):
+        assert len(kernel.signatures) == 1, kernel.signatures

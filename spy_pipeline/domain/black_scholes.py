@@ -43,9 +43,12 @@ implied volatility by that over vega; there ours and py_vollib's differ by up to
 and both reprice the input to that rounding.
 
 Speed (spy_pipeline_tests/bench/greeks.py, 1M SPY-like rows, the solver before the vector pass timed beside):
-the vector pass is ≈ 2-2.6x the one-row-at-a-time solver, on one thread and on two (measured on a shared,
-loaded 2-core machine; see bench/results.json). Compiling from an empty cache takes several times longer than
-the scalar solver alone did (the vector loops are large): numba's on-disk cache makes that a one-off.
+the vector pass is ≈ 1.7x the one-row-at-a-time solver by CPU time (2.5M rows/s a thread on a 2 GHz Zen 1
+core, where AVX2 runs at half width). The normal CDF is most of it: about nine per row. Compiling from an
+empty cache takes ≈ 30 s (the vector loops are large), so `make` compiles the kernels once into numba's
+on-disk cache (`compile_kernels`, after installing) and every process after loads them (≈ 0.7 s). Every
+call uses the one signature compiled there: inputs are made float64, contiguous and writable (a read-only
+array, such as polars hands out, is another type to numba and would compile again).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ __all__ = [
     "OK",
     "REASONS",
     "GreeksResult",
+    "compile_kernels",
     "implied_vol_and_greeks",
     "price",
 ]
@@ -410,13 +414,17 @@ BLOCK_ROWS = 128  # rows per vector pass: its scratch columns (below) stay in th
 _VECTOR_STEPS = 4  # Householder steps tried in the vector pass (typically 2 suffice)
 _PENDING = -1
 # The vector pass rounds differently from the scalar solver (its own exp, log and CDF, each within a few ulp):
-# a price, an intrinsic value or a repricing error within this many eps·(S·e^{-qT} + K·e^{-rT}) of a bound or of
-# the repricing tolerance goes to the scalar solver, so that rounding cannot decide a reason code differently.
-_ROUNDING_MARGIN = 16.0 * _DBL_EPS
+# a price or an intrinsic value within this many eps·(S·e^{-qT} + K·e^{-rT}) of a bound, or a repricing error
+# within this many eps of the terms the value is made of (S·e^{-qT}·N(d1), K·e^{-rT}·N(d2), the price, and vega
+# times sigma) of the tolerance, goes to the scalar solver, so that rounding cannot decide a reason code
+# differently.
+_ROUNDING_MARGIN = 32.0 * _DBL_EPS
 _ACTIVE, _DONE, _LEFT = 1.0, 2.0, 0.0  # a row's state in the vector pass; _LEFT: for the scalar solver
-_SCRATCH = 27  # columns of scratch: the inputs, what the steps hand on, the results
+_SCRATCH = 37  # columns of scratch: the inputs, what the steps hand on, the results
 (_P, _S, _K, _T, _R, _Q, _THETA, _FWD, _STRIKE, _DQ, _X, _EH, _BETA, _LN_BETA, _LOWEST, _SIGMA_S, _LEFT_S, _RIGHT_S,
- _STATE, _IV, _DELTA, _GAMMA, _THETA_DAY, _VEGA, _RHO, _OK, _B_LOW) = range(0, _SCRATCH * BLOCK_ROWS, BLOCK_ROWS)
+ _STATE, _IV, _DELTA, _GAMMA, _THETA_DAY, _VEGA, _RHO, _OK, _B_LOW, _S_LAST, _N1_LAST, _N2_LAST, _VEGA_LAST,
+ _INV_EH, _INV_LN_BETA, _LOW_AX, _LOW_BETA, _LOW_S, _LOW_B,  # the last four: lowest-segment rows, packed
+ ) = range(0, _SCRATCH * BLOCK_ROWS, BLOCK_ROWS)
 # (offsets into one flat array: their constant distances let LLVM vectorize without run-time overlap checks)
 
 
@@ -525,17 +533,20 @@ def _initial_guess_block(m, scratch):
         scratch[_X + j] = x
         scratch[_EH + j] = eh
         scratch[_BETA + j] = beta
-        scratch[_LN_BETA + j] = vm.log(beta)
+        ln_beta = vm.log(beta)
+        scratch[_LN_BETA + j] = ln_beta
+        scratch[_INV_LN_BETA + j] = 1.0 / ln_beta
+        scratch[_INV_EH + j] = 1.0 / eh
         scratch[_STATE + j] = _ACTIVE if valid else _LEFT
 
 
 @_jit
-def _lowest_segment_block(m, scratch):
-    """`_normalised_iv`'s starting value on its lowest segment: the rational cubic of f(s) inverted."""
-    for j in range(m):
-        lowest = scratch[_LOWEST + j] > 0.0
-        ax, beta = abs(scratch[_X + j]), scratch[_BETA + j]
-        s_l, b_l = scratch[_RIGHT_S + j], scratch[_B_LOW + j]
+def _lowest_segment_packed(count, scratch):
+    """`_normalised_iv`'s starting value on its lowest segment, the rational cubic of f(s) inverted, for the
+    packed rows: s into _LOW_S, NaN where it is unusable."""
+    for k in range(count):
+        ax, beta = scratch[_LOW_AX + k], scratch[_LOW_BETA + k]
+        s_l, b_l = scratch[_LOW_S + k], scratch[_LOW_B + k]
         z = ax / (_SQRT3 * s_l)
         y = z * z
         s2 = s_l * s_l
@@ -555,9 +566,30 @@ def _lowest_segment_block(m, scratch):
         cube = f / (_TWO_PI_OVER_SQRT27 * ax)
         usable = (cube > _DBL_MIN) & (cube < 1.0)  # vector_math's log: positive normal arguments
         s = -ax / (_SQRT3 * _inverse_norm_cdf_vector(vm.exp(vm.log(cube) * (1.0 / 3.0))))
-        state = scratch[_STATE + j]
-        scratch[_STATE + j] = _LEFT if lowest and not usable else state
-        scratch[_SIGMA_S + j] = s if lowest else scratch[_SIGMA_S + j]
+        scratch[_LOW_S + k] = s if usable else math.nan
+
+
+@_jit
+def _lowest_segment_block(m, scratch):
+    """The starting value of the active rows on the lowest segment (about 7 in 10 SPY-like rows): packed
+    together first, so that the loop computes only them, four at a time."""
+    count = 0
+    for j in range(m):
+        if scratch[_LOWEST + j] > 0.0 and scratch[_STATE + j] == _ACTIVE:
+            scratch[_LOW_AX + count] = abs(scratch[_X + j])
+            scratch[_LOW_BETA + count] = scratch[_BETA + j]
+            scratch[_LOW_S + count] = scratch[_RIGHT_S + j]
+            scratch[_LOW_B + count] = scratch[_B_LOW + j]
+            count += 1
+    _lowest_segment_packed(count, scratch)
+    k = 0
+    for j in range(m):
+        if scratch[_LOWEST + j] > 0.0 and scratch[_STATE + j] == _ACTIVE:
+            s = scratch[_LOW_S + k]
+            scratch[_SIGMA_S + j] = s
+            if s != s:  # NaN: unusable
+                scratch[_STATE + j] = _LEFT
+            k += 1
 
 
 @_jit
@@ -570,61 +602,106 @@ def _householder_block(m, scratch) -> int:
         s_left, s_right = scratch[_LEFT_S + j], scratch[_RIGHT_S + j]
         beta, x = scratch[_BETA + j], -abs(scratch[_X + j])
         lowest = scratch[_LOWEST + j] > 0.0
-        b, bp = _black_and_vega_vector(x, s, scratch[_EH + j])
+        eh = scratch[_EH + j]
+        inv_s = 1.0 / s  # (divisions are the slow instructions here: each reciprocal is taken once)
+        d1 = x * inv_s + 0.5 * s
+        n1 = vm.norm_cdf(d1)
+        n2 = vm.norm_cdf(d1 - s)
+        b = eh * n1 - scratch[_INV_EH + j] * n2
+        bp = eh * vm.norm_pdf(d1)
+        inv_bp = 1.0 / bp
         in_bracket = (s_left < s) & (s < s_right)  # else the scalar solver bisects
-        inv_s = 1.0 / s
         hs = x * inv_s
-        b_halley = hs * hs * inv_s - 0.25 * s
-        b_hh3 = b_halley * b_halley - 3.0 * (hs * inv_s) ** 2 - 0.25
+        b_halley = hs * hs * inv_s - 0.25 * s  # second derivative of b over the first
+        b_hh3 = b_halley * b_halley - 3.0 * (hs * inv_s) ** 2 - 0.25  # third over first
         # b - beta
-        newton = (beta - b) / bp
-        ds_middle = newton * (1.0 + 0.5 * b_halley * newton) / (1.0 + newton * (b_halley + b_hh3 * newton * _SIXTH))
-        ds_middle = ds_middle if bp > 0.0 else math.nan
+        newton_middle = (beta - b) * inv_bp
         # 1/ln b - 1/ln beta (vector_math's log needs a normal b: a smaller one goes to the scalar solver)
         ln_b = vm.log(b)
         inv_ln_b = 1.0 / ln_b
         bpob = bp / b
-        newton = (scratch[_LN_BETA + j] - ln_b) * ln_b / scratch[_LN_BETA + j] / bpob
-        halley = b_halley - bpob * (1.0 + 2.0 * inv_ln_b)
-        hh3 = (b_hh3 + 2.0 * bpob * bpob * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
-               - 3.0 * b_halley * bpob * (1.0 + 2.0 * inv_ln_b))
-        ds_lowest = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton * _SIXTH))
-        ds_lowest = ds_lowest if bp > 0.0 else math.nan
+        newton_lowest = (scratch[_LN_BETA + j] - ln_b) * ln_b * scratch[_INV_LN_BETA + j] * b * inv_bp
+        halley_lowest = b_halley - bpob * (1.0 + 2.0 * inv_ln_b)
+        hh3_lowest = (b_hh3 + 2.0 * bpob * bpob * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
+                      - 3.0 * b_halley * bpob * (1.0 + 2.0 * inv_ln_b))
+        newton = newton_lowest if lowest else newton_middle
+        halley = halley_lowest if lowest else b_halley
+        hh3 = hh3_lowest if lowest else b_hh3
+        ds = newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton * _SIXTH))
+        ds = ds if bp > 0.0 else math.nan
         usable = in_bracket & (~lowest | (b >= _DBL_MIN))
-        ds = ds_lowest if lowest else ds_middle
         ds = -0.5 * s if ds < -0.5 * s else ds
         exact = b == beta
         next_state = _LEFT if not usable else (_DONE if exact or abs(ds) <= _STEP_TOL * s else _ACTIVE)
         active = state == _ACTIVE
         scratch[_STATE + j] = next_state if active else state
         scratch[_SIGMA_S + j] = (s if exact else s + ds) if active else s
+        # where the row was last evaluated: the greeks are carried from there to the final s (_greeks_block)
+        scratch[_S_LAST + j] = s if active else scratch[_S_LAST + j]
+        scratch[_N1_LAST + j] = n1 if active else scratch[_N1_LAST + j]
+        scratch[_N2_LAST + j] = n2 if active else scratch[_N2_LAST + j]
+        scratch[_VEGA_LAST + j] = bp if active else scratch[_VEGA_LAST + j]
         scratch[_RIGHT_S + j] = s if active and b > beta else s_right
         scratch[_LEFT_S + j] = s if active and b < beta else s_left
         still_active += active and next_state == _ACTIVE
     return still_active
 
 
+@_inline
+def _cdf_step(d: float, h: float) -> float:
+    """N(d + h) - N(d), over φ(d), for |d·h| and h² small (< 1e-4): ∫₀ʰ e^(-d·u - u²/2) du as the first four
+    terms of its Hermite series; the next is below 1e-20 of the first."""
+    dh = d * h
+    return h * (1.0 - 0.5 * dh + (dh * d - 1.0) * h * h * _SIXTH - (dh * d * d - 3.0 * d) * h * h * h / 24.0)
+
+
 @_jit
 def _greeks_block(m, scratch):
-    """`_solve_row`'s repricing check and greeks for the converged rows, into the scratch result rows."""
+    """`_solve_row`'s repricing check and greeks for the converged rows, into the scratch result rows.
+
+    The last Householder step moved s by less than _STEP_TOL from where N(d1), N(d2) and the vega were last
+    evaluated; they are carried over that step by a Taylor series (error below 1e-18 relative) instead of being
+    evaluated again. Out-of-the-money (normalised) values map to the option's by put-call symmetry.
+    """
     for j in range(m):
         p, spot, t, theta = scratch[_P + j], scratch[_S + j], scratch[_T + j], scratch[_THETA + j]
         fwd, strike, rate, dividend = scratch[_FWD + j], scratch[_STRIKE + j], scratch[_R + j], scratch[_Q + j]
+        x, eh = scratch[_X + j], scratch[_EH + j]
+        x_otm = -abs(x)
+        s_last, s = scratch[_S_LAST + j], scratch[_SIGMA_S + j]
+        ds = s - s_last
+        d1 = x_otm / s_last + 0.5 * s_last
+        d2 = d1 - s_last
+        h1 = 0.5 * ds - x_otm * ds / (s_last * s)  # d1(s) - d1(s_last)
+        h2 = h1 - ds
+        vega_last = scratch[_VEGA_LAST + j]  # eh·φ(d1) = φ(d2)/eh
+        pdf1, pdf2 = vega_last / eh, vega_last * eh
+        n1 = scratch[_N1_LAST + j] + pdf1 * _cdf_step(d1, h1)
+        n2 = scratch[_N2_LAST + j] + pdf2 * _cdf_step(d2, h2)
+        decay = d1 * h1 + 0.5 * h1 * h1  # φ(d1 + h1) = φ(d1)·e^(-decay)
+        vega_normalised = vega_last * (1.0 - decay * (1.0 - decay * (0.5 - decay * _SIXTH)))
+        # the option's N(θ·d1), N(θ·d2) from the out-of-the-money call's N(d1), N(d2)
+        otm = theta * x <= 0.0
+        call_side = theta > 0.0
+        if otm:
+            cdf1, cdf2 = (n1, n2) if call_side else (n2, n1)
+        else:
+            cdf1, cdf2 = (1.0 - n2, 1.0 - n1) if call_side else (1.0 - n1, 1.0 - n2)
         sqrt_t = math.sqrt(t)
-        sigma = scratch[_SIGMA_S + j] / sqrt_t
-        s = sigma * sqrt_t
-        value, d1, n1, n2 = _black_vector(scratch[_X + j], s, theta, fwd, strike)
-        fwd_pdf = fwd * vm.norm_pdf(d1)
-        theta_per_day = (-fwd_pdf * sigma / (2.0 * sqrt_t) - theta * rate * strike * n2
-                         + theta * dividend * fwd * n1) / 365.0
+        sigma = s / sqrt_t
+        value = theta * (fwd * cdf1 - strike * cdf2)
+        fwd_pdf = math.sqrt(fwd * strike) * vega_normalised  # S·e^{-qT}·φ(d1), symmetric in x
+        theta_per_day = (-fwd_pdf * sigma / (2.0 * sqrt_t) - theta * rate * strike * cdf2
+                         + theta * dividend * fwd * cdf1) / 365.0
         gamma = fwd_pdf / (spot * spot * s)
-        rho = theta * t * strike * n2 * 0.01
+        rho = theta * t * strike * cdf2 * 0.01
         scale = fwd_pdf * s if fwd_pdf * s > p else p
         ok = ((scratch[_STATE + j] == _DONE) & (sigma > 0.0) & (sigma < math.inf)
-              & (abs(value - p) + _ROUNDING_MARGIN * (fwd + strike) <= _REPRICE_TOL * scale)
+              & (abs(value - p) + _ROUNDING_MARGIN * (fwd * cdf1 + strike * cdf2 + p + fwd_pdf * s)
+                 <= _REPRICE_TOL * scale)
               & (abs(gamma + theta_per_day + rho) < math.inf))
         scratch[_IV + j] = sigma
-        scratch[_DELTA + j] = theta * scratch[_DQ + j] * n1
+        scratch[_DELTA + j] = theta * scratch[_DQ + j] * cdf1
         scratch[_GAMMA + j] = gamma
         scratch[_THETA_DAY + j] = theta_per_day
         scratch[_VEGA + j] = fwd_pdf * sqrt_t * 0.01
@@ -741,11 +818,12 @@ def _columns(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], tuple[int, ...
     columns = []
     for a in arrays:
         if a.size == 1:
-            columns.append(np.ascontiguousarray(a.reshape(1)))
+            column = np.ascontiguousarray(a.reshape(1))
         elif a.shape == shape:
-            columns.append(np.ascontiguousarray(a).reshape(-1))
+            column = np.ascontiguousarray(a).reshape(-1)
         else:  # partly broadcast (a column against a row): materialise
-            columns.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
+            column = np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1)
+        columns.append(column if column.flags.writeable else column.copy())  # one signature for numba
     return columns, shape
 
 
@@ -799,3 +877,15 @@ def price(
     else:
         _price_range(0, out.size, *columns, out)
     return out.reshape(shape)
+
+
+def compile_kernels() -> None:
+    """Compile every kernel (one row and threaded, greeks and prices) into numba's on-disk cache, or load it.
+
+    `make` runs this once after installing, so that no process (a test worker, a Dagster step) pays the ≈ 30 s
+    compile on its first call.
+    """
+    rows = PARALLEL_MIN_ROWS
+    for n in (1, rows):
+        implied_vol_and_greeks(np.full(n, 2.4), 49.0, 50.0, 0.38, 0.05, 0.0, np.ones(n, dtype=bool))
+        price(np.full(n, 49.0), 50.0, 0.38, 0.05, 0.0, 0.3, np.ones(n, dtype=bool))
