@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler
 
+import numpy as np
 import polars as pl
 
 from spy_pipeline.domain import trading_calendar as cal
@@ -102,20 +103,19 @@ def chain_tickers(day: dt.date) -> list[str]:
 
 
 def _option_rows(day: dt.date) -> pl.DataFrame:
-    frames = []
-    for ticker in chain_tickers(day):
-        bars = options.option_minute_bars(ticker, day)
-        if bars.height:
-            frames.append(_with_window_start(bars, ticker))
+    chain = [(ticker, bars) for ticker in chain_tickers(day) if (bars := options.option_minute_bars(ticker, day)).height]
     # Look-alike roots: a few SPY contracts' bars under another root (O:SPYG...), never SPY's.
-    for root in OPTION_LOOKALIKE_ROOTS:
-        frames += [frame.with_columns(ticker=pl.col("ticker").str.replace("O:SPY", f"O:{root}", literal=True))
-                   for frame in frames[:6] if frame["ticker"][0].startswith("O:SPY2")]
-    if not frames:
+    lookalikes = [(ticker.replace("O:SPY", f"O:{root}", 1), bars)
+                  for root in OPTION_LOOKALIKE_ROOTS for ticker, bars in chain[:6] if ticker.startswith("O:SPY2")]
+    contracts = chain + lookalikes
+    if not contracts:
         return pl.DataFrame(schema=dict.fromkeys(BAR_COLUMNS, pl.String))
-    return pl.concat(frames).select(
-        "ticker", pl.col("v").cast(pl.Int64).alias("volume"), pl.col("o").alias("open"), pl.col("c").alias("close"),
-        pl.col("h").alias("high"), pl.col("l").alias("low"), "window_start", pl.col("n").alias("transactions"),
+    # one concatenation, then the ticker and window_start columns once (not a frame operation per contract)
+    tickers = np.repeat([ticker for ticker, _ in contracts], [bars.height for _, bars in contracts])
+    return pl.concat([bars for _, bars in contracts]).select(
+        pl.Series("ticker", tickers), pl.col("v").cast(pl.Int64).alias("volume"), pl.col("o").alias("open"),
+        pl.col("c").alias("close"), pl.col("h").alias("high"), pl.col("l").alias("low"),
+        (pl.col("t") * 1_000_000).alias("window_start"), pl.col("n").alias("transactions"),
     )
 
 

@@ -292,16 +292,14 @@ def _priced_bars(option_ticker: str, contract: occ.OptionContract, day: dt.date)
     highs, lows = prices.max(axis=1), prices.min(axis=1)
     vwap = np.clip(np.round((prices * weights).sum(axis=1), 4), lows, highs)
     single = transactions == 1  # one trade: a single price
-    frame = pl.DataFrame(
-        {
-            "t": grid.bar_ms,
-            "o": np.where(single, closes, opens),
-            "h": np.where(single, closes, highs),
-            "l": np.where(single, closes, lows),
-            "c": closes,
-            "v": volume,
-            "vw": np.where(single, closes, vwap),
-            "n": transactions,
-        }
-    )
-    return frame.filter(pl.Series(traded))
+    columns = {
+        "t": grid.bar_ms,
+        "o": np.where(single, closes, opens),
+        "h": np.where(single, closes, highs),
+        "l": np.where(single, closes, lows),
+        "c": closes,
+        "v": volume,
+        "vw": np.where(single, closes, vwap),
+        "n": transactions,
+    }
+    return pl.DataFrame({name: values[traded] for name, values in columns.items()})  # the minutes with a trade
