@@ -103,7 +103,8 @@ def chain_tickers(day: dt.date) -> list[str]:
 
 
 def _option_rows(day: dt.date) -> pl.DataFrame:
-    chain = [(ticker, bars) for ticker in chain_tickers(day) if (bars := options.option_minute_bars(ticker, day)).height]
+    chain = [(ticker, bars) for ticker in chain_tickers(day)
+             if (bars := options.option_minute_bars(ticker, day)).height]
     # Look-alike roots: a few SPY contracts' bars under another root (O:SPYG...), never SPY's.
     lookalikes = [(ticker.replace("O:SPY", f"O:{root}", 1), bars)
                   for root in OPTION_LOOKALIKE_ROOTS for ticker, bars in chain[:6] if ticker.startswith("O:SPY2")]
