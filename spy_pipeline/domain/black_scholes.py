@@ -230,6 +230,42 @@ def _rational_cubic_r(x_l: float, x_r: float, y_l: float, y_r: float, d_l: float
     return max(r, _rational_cubic_min_r(d_l, d_r, slope, prefer_shape))
 
 
+@_inline
+def _lowest_segment_guess(ax, beta, s_l, b_l, norm_cdf, norm_pdf, exp, cube_root, inverse_norm_cdf):
+    """Starting s on the lowest segment (beta < b_l = b(s_l)): interpolate the map
+    f(s) = 2π|x|/√27·N(-|x|/(√3·s))³ ~ b(s) as s → 0, invert it. The normal CDF, its density, exp, the cube root
+    and the inverse CDF are the caller's: libm's in the one-row solver, vector_math's in the vector pass.
+    Returns s and the cube root's argument (the vector pass checks that it is a positive normal number)."""
+    z = ax / (_SQRT3 * s_l)
+    y = z * z
+    s2 = s_l * s_l
+    cdf = norm_cdf(-z)
+    cdf2 = cdf * cdf
+    grow = exp(y + 0.125 * s2)
+    fpp = (math.pi / 6.0) * y / (s2 * s_l) * cdf * (
+        8.0 * _SQRT3 * s_l * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * ax * ax) * cdf / norm_pdf(z)
+    ) * (grow * grow)
+    fp = 2.0 * math.pi * y * cdf2 * grow
+    f_l = _TWO_PI_OVER_SQRT27 * ax * cdf2 * cdf
+    r = _rational_cubic_r(0.0, b_l, 0.0, f_l, 1.0, fp, fpp, True, True)
+    f = _rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fp, r)
+    if not f > 0.0:
+        t = beta / b_l
+        f = (f_l * t + b_l * (1.0 - t)) * t
+    cube = f / (_TWO_PI_OVER_SQRT27 * ax)
+    return -ax / (_SQRT3 * inverse_norm_cdf(cube_root(cube))), cube
+
+
+@_inline
+def _cube_root(v: float) -> float:
+    return v ** (1.0 / 3.0)
+
+
+@_inline
+def _exp(v: float) -> float:
+    return math.exp(v)
+
+
 @_jit
 def _black_and_vega(x: float, s: float, eh: float, emh: float) -> tuple[float, float]:
     """Normalised out-of-the-money call (x <= 0) and its derivative in s."""
@@ -255,24 +291,8 @@ def _normalised_iv(beta: float, x: float, eh: float) -> float:
         s_l = s_c - b_c / v_c
         b_l, v_l = _black_and_vega(x, s_l, eh, emh)
         if beta < b_l:
-            # Lowest segment: interpolate the map f(s) = 2π|x|/√27·N(-|x|/(√3·s))³ ~ b(s) as s → 0, invert it.
-            z = ax / (_SQRT3 * s_l)
-            y = z * z
-            s2 = s_l * s_l
-            cdf = _norm_cdf(-z)
-            cdf2 = cdf * cdf
-            grow = math.exp(y + 0.125 * s2)
-            fpp = (math.pi / 6.0) * y / (s2 * s_l) * cdf * (
-                8.0 * _SQRT3 * s_l * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * x * x) * cdf / _norm_pdf(z)
-            ) * (grow * grow)
-            fp = 2.0 * math.pi * y * cdf2 * grow
-            f_l = _TWO_PI_OVER_SQRT27 * ax * cdf2 * cdf
-            r = _rational_cubic_r(0.0, b_l, 0.0, f_l, 1.0, fp, fpp, True, True)
-            f = _rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fp, r)
-            if not f > 0.0:
-                t = beta / b_l
-                f = (f_l * t + b_l * (1.0 - t)) * t
-            s = -ax / (_SQRT3 * _inverse_norm_cdf((f / (_TWO_PI_OVER_SQRT27 * ax)) ** (1.0 / 3.0)))
+            s, _ = _lowest_segment_guess(ax, beta, s_l, b_l, _norm_cdf, _norm_pdf, _exp, _cube_root,
+                                         _inverse_norm_cdf)
             s_right = s_l
             branch = 0
         else:
@@ -444,6 +464,12 @@ def _black_and_vega_vector(x: float, s: float, eh: float) -> tuple[float, float]
 
 
 @_inline
+def _cube_root_vector(v: float) -> float:
+    """v^(1/3) for a positive normal v, as vector_math's exp and log."""
+    return vm.exp(vm.log(v) * (1.0 / 3.0))
+
+
+@_inline
 def _inverse_norm_cdf_vector(p: float) -> float:
     """`_inverse_norm_cdf` with both of its branches computed and one selected; p in [_DBL_MIN, 1 - _DBL_EPS]."""
     t = math.sqrt(-2.0 * vm.log(p if p < 0.5 else 1.0 - p))
@@ -547,25 +573,9 @@ def _lowest_segment_packed(count, scratch):
     for k in range(count):
         ax, beta = scratch[_LOW_AX + k], scratch[_LOW_BETA + k]
         s_l, b_l = scratch[_LOW_S + k], scratch[_LOW_B + k]
-        z = ax / (_SQRT3 * s_l)
-        y = z * z
-        s2 = s_l * s_l
-        cdf = vm.norm_cdf(-z)
-        cdf2 = cdf * cdf
-        grow = vm.exp(y + 0.125 * s2)
-        fpp = (math.pi / 6.0) * y / (s2 * s_l) * cdf * (
-            8.0 * _SQRT3 * s_l * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * ax * ax) * cdf / vm.norm_pdf(z)
-        ) * (grow * grow)
-        fp = 2.0 * math.pi * y * cdf2 * grow
-        f_l = _TWO_PI_OVER_SQRT27 * ax * cdf2 * cdf
-        control = _rational_cubic_r(0.0, b_l, 0.0, f_l, 1.0, fp, fpp, True, True)
-        f = _rational_cubic(beta, 0.0, b_l, 0.0, f_l, 1.0, fp, control)
-        if not f > 0.0:
-            ratio_b = beta / b_l
-            f = (f_l * ratio_b + b_l * (1.0 - ratio_b)) * ratio_b
-        cube = f / (_TWO_PI_OVER_SQRT27 * ax)
+        s, cube = _lowest_segment_guess(ax, beta, s_l, b_l, vm.norm_cdf, vm.norm_pdf, vm.exp, _cube_root_vector,
+                                        _inverse_norm_cdf_vector)
         usable = (cube > _DBL_MIN) & (cube < 1.0)  # vector_math's log: positive normal arguments
-        s = -ax / (_SQRT3 * _inverse_norm_cdf_vector(vm.exp(vm.log(cube) * (1.0 / 3.0))))
         scratch[_LOW_S + k] = s if usable else math.nan
 
 
