@@ -12,6 +12,7 @@ from py_vollib.black_scholes_merton.implied_volatility import implied_volatility
 from spy_pipeline.definitions import DAILY_ASSETS, defs
 from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.checks import PROCESSED_CHECKS
+from spy_pipeline.defs.processed.ml_assets import training_matches_pandas_type
 from spy_pipeline.defs.processed.scanner_assets import options_movement_summary
 from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.domain import trading_calendar as cal
@@ -70,6 +71,21 @@ def test_training_features_and_events_are_written(materialized) -> None:
     assert csv.exists() and csv.is_relative_to(data_dir / "reports")
     assert "events_per_contract_day_median" in meta["figures"].value
 
+
+
+def test_a_training_file_breaking_the_pandas_type_fails_its_check(materialized, data_dir: Path) -> None:
+    module_lake, _, _ = materialized
+    frame = pl.read_parquet(module_lake / "processed" / "training" / f"{DAY}.parquet")
+    path = data_dir / "processed" / "training" / f"{DAY}.parquet"  # this test's own lake
+    path.parent.mkdir(parents=True)
+    first_row = pl.int_range(pl.len()) == 0
+    frame.with_columns(pl.when(first_row).then(pl.lit("straddle")).otherwise(pl.col("contract_type"))
+                       .alias("contract_type")).write_parquet(path)
+    result = materialize([*DAILY_ASSETS, *PROCESSED_CHECKS], resources=RESOURCES, tags=_range(DAY, DAY),
+                         selection=AssetSelection.checks(training_matches_pandas_type), raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["files_checked"].value == 1
+    assert "contract_type" in evaluation.metadata["failures"].value
 
 def _consolidate_again(lake: Path, run_config: dict | None = None) -> pl.DataFrame:
     assert materialize([consolidated], resources=RESOURCES, partition_key=DAY, run_config=run_config).success
