@@ -104,20 +104,22 @@ def chain_tickers(day: dt.date) -> list[str]:
 
 def _option_rows(day: dt.date) -> pl.DataFrame:
     chain = [(ticker, bars) for ticker in chain_tickers(day)
-             if (bars := options.option_minute_bars(ticker, day)).height]
+             if (bars := options.option_bar_columns(ticker, day)) is not None and bars["t"].size]
     # Look-alike roots: a few SPY contracts' bars under another root (O:SPYG...), never SPY's.
     lookalikes = [(ticker.replace("O:SPY", f"O:{root}", 1), bars)
                   for root in OPTION_LOOKALIKE_ROOTS for ticker, bars in chain[:6] if ticker.startswith("O:SPY2")]
     contracts = chain + lookalikes
     if not contracts:
         return pl.DataFrame(schema=dict.fromkeys(BAR_COLUMNS, pl.String))
-    # one concatenation, then the ticker and window_start columns once (not a frame operation per contract)
-    tickers = np.repeat([ticker for ticker, _ in contracts], [bars.height for _, bars in contracts])
-    return pl.concat([bars for _, bars in contracts]).select(
-        pl.Series("ticker", tickers), pl.col("v").cast(pl.Int64).alias("volume"), pl.col("o").alias("open"),
-        pl.col("c").alias("close"), pl.col("h").alias("high"), pl.col("l").alias("low"),
-        (pl.col("t") * 1_000_000).alias("window_start"), pl.col("n").alias("transactions"),
-    )
+    # the contracts' numpy columns joined once, one frame for the day (not a frame per contract)
+    names = pl.Series([ticker for ticker, _ in contracts], dtype=pl.String)
+    tickers = names.gather(np.repeat(np.arange(len(contracts)), [bars["t"].size for _, bars in contracts]))
+    column = {name: np.concatenate([bars[name] for _, bars in contracts]) for name in "vochltn"}
+    return pl.DataFrame({
+        "ticker": tickers, "volume": column["v"].astype(np.int64), "open": column["o"], "close": column["c"],
+        "high": column["h"], "low": column["l"], "window_start": column["t"] * 1_000_000,
+        "transactions": column["n"],
+    })
 
 
 def day_rows(dataset: str, day: dt.date) -> pl.DataFrame:

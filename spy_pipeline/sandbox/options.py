@@ -49,6 +49,7 @@ WIDE_BAND, WIDE_STEP = 0.30, 5
 
 MS_PER_YEAR = 365.0 * 24 * 3600 * 1000
 POINTS_PER_MINUTE = market.STEPS_PER_MINUTE + 1  # the minute's start and the end of each quarter minute
+BarColumns = dict[str, np.ndarray]  # Polygon's bar fields (t, o, h, l, c, v, vw, n), one row per traded minute
 SMILE_SKEW, SMILE_CURVATURE, SMILE_Z_LIMIT = -0.10, 0.025, 4.0
 PAIR_NOISE, PAIR_MINUTE_NOISE, CONTRACT_MINUTE_NOISE = 0.015, 0.003, 0.0005
 
@@ -250,17 +251,24 @@ def option_minute_bars(option_ticker: str, day: dt.date) -> pl.DataFrame:
     Regular session only; empty for a malformed, unknown, unlisted or expired contract and on a
     non-trading day.
     """
+    columns = option_bar_columns(option_ticker, day)
+    return market._empty_bars() if columns is None else pl.DataFrame(columns)
+
+
+def option_bar_columns(option_ticker: str, day: dt.date) -> BarColumns | None:
+    """`option_minute_bars` as read-only numpy columns (None where it is empty for want of a listing): a day
+    file joins some two hundred contracts' columns without building a frame for each."""
     try:
         contract = occ.parse_ticker(option_ticker)
     except occ.OccTickerError:
-        return market._empty_bars()
+        return None
     if not is_listed(contract, day) or not cal.is_trading_day(day):
-        return market._empty_bars()
+        return None
     return _priced_bars(option_ticker, contract, day)
 
 
 @lru_cache(maxsize=1024)
-def _priced_bars(option_ticker: str, contract: occ.OptionContract, day: dt.date) -> pl.DataFrame:
+def _priced_bars(option_ticker: str, contract: occ.OptionContract, day: dt.date) -> BarColumns:
     grid = _day_grid(contract.underlying, day)
     strike, is_call = float(contract.strike), contract.contract_type == "call"
     years = np.maximum(_close_ms(contract.expiration) - grid.point_ms, 0) / MS_PER_YEAR
@@ -302,4 +310,7 @@ def _priced_bars(option_ticker: str, contract: occ.OptionContract, day: dt.date)
         "vw": np.where(single, closes, vwap),
         "n": transactions,
     }
-    return pl.DataFrame({name: values[traded] for name, values in columns.items()})  # the minutes with a trade
+    traded_columns = {name: values[traded] for name, values in columns.items()}  # the minutes with a trade
+    for values in traded_columns.values():
+        values.setflags(write=False)  # cached: shared by every caller
+    return traded_columns
