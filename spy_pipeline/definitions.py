@@ -51,8 +51,24 @@ reports_job = define_asset_job(
 
 # Each step of a launched run is a process; forked from a server that has imported the code location once, it
 # starts in a fraction of the seconds a fresh interpreter takes to import Dagster, polars and the pipeline.
+# Every step process also opens the Dagster instance: its storage modules (SQLAlchemy, Alembic, the SQLite and
+# PostgreSQL storages) are imported by the server too, or each step would import them again (~0.9 s a step).
+# The forkserver skips a module that does not import: test_smoke_definitions imports each.
+STEP_PRELOAD_MODULES = [
+    "spy_pipeline.definitions",
+    "dagster._core.instance.factory",
+    "dagster._core.secrets.env_file",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log",
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster_postgres",  # the production instance (spy_pipeline/deploy/postgres)
+    "upath",
+]
 STEP_EXECUTOR = multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["spy_pipeline.definitions"]}}}, name="forkserver_multiprocess"
+    {"start_method": {"forkserver": {"preload_modules": STEP_PRELOAD_MODULES}}}, name="forkserver_multiprocess"
 )
 
 defs = Definitions(

@@ -21,11 +21,23 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
 
 def test_launched_runs_fork_their_steps_from_a_server_holding_the_code_location() -> None:
     """Every job's steps (the asset jobs of the UI's Materialize too) start from a forkserver that has imported
-    the code location once, instead of a fresh interpreter each; the launched runs of test_cli and
-    test_ui_browser go through it."""
-    from spy_pipeline.definitions import defs
+    the code location and the instance's storage modules once, instead of a fresh interpreter each; the launched
+    runs of test_cli and test_ui_browser go through it."""
+    from spy_pipeline.definitions import STEP_PRELOAD_MODULES, defs
 
+    assert STEP_PRELOAD_MODULES[0] == "spy_pipeline.definitions"
     for job in ("daily_backfill", "daily_charts_backfill", "__ASSET_JOB"):
         mapped = defs.resolve_job_def(job).executor_def.apply_config_mapping({})
         assert mapped.success and mapped.value["config"]["start_method"] == {
-            "forkserver": {"preload_modules": ["spy_pipeline.definitions"]}}, job
+            "forkserver": {"preload_modules": STEP_PRELOAD_MODULES}}, job
+
+
+def test_every_module_the_step_server_preloads_imports() -> None:
+    """The forkserver silently skips a module that fails to import (a Dagster upgrade moving a storage module
+    would only make every step slower): each must import in a fresh interpreter."""
+    from spy_pipeline.definitions import STEP_PRELOAD_MODULES
+
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
+    result = subprocess.run([sys.executable, "-c", script, *STEP_PRELOAD_MODULES], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
