@@ -63,6 +63,13 @@ def _run(instance: DagsterInstance, assets: list, day: dt.date = DAY, source: st
                        run_config=run_config or {}, raise_on_error=raise_on_error)
 
 
+def _spy_flat_file_checks() -> list:
+    from spy_pipeline.defs.checks import asset_checks
+    from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
+
+    return asset_checks(c for c in FLAT_FILE_CHECKS if c.key.asset_key.path == ["raw_spy_bars"])
+
+
 def _metadata(result, asset: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
     return {key: getattr(value, "value", value) for key, value in event.materialization.metadata.items()}
@@ -209,8 +216,6 @@ def test_bad_rows_are_dropped_and_counted(s3: SandboxServer) -> None:
 
 
 def test_a_blocking_check_fails_when_too_many_rows_are_bad(flat_env: SandboxServer, data_dir: Path) -> None:
-    from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
-
     key = object_key(STOCKS_DATASET, DAY)
     rows = sandbox_files.day_rows(STOCKS_DATASET, DAY)
     spy = rows.filter(pl.col("ticker") == "SPY")
@@ -218,16 +223,14 @@ def test_a_blocking_check_fails_when_too_many_rows_are_bad(flat_env: SandboxServ
     damaged = pl.concat([rows.filter(pl.col("ticker") != "SPY"), broken, spy.slice(spy.height // 10)])
     flat_env.state.flat_files.objects[key] = gzip.compress(damaged.write_csv().encode())
     with DagsterInstance.ephemeral() as instance:
-        result = _run(instance, [raw_spy_bars, *FLAT_FILE_CHECKS], raise_on_error=False)
+        result = _run(instance, [raw_spy_bars, *_spy_flat_file_checks()], raise_on_error=False)
     [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "flat_file_bad_rows"]
     assert not evaluation.passed and evaluation.metadata["bad_rows"].value == spy.height // 10
 
 
 def test_a_republished_object_is_noticed(flat_env: SandboxServer, data_dir: Path) -> None:
-    from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
-
-    spy_checks = [c for c in FLAT_FILE_CHECKS if any(k.asset_key.path == ["raw_spy_bars"] for k in c.check_keys)]
-    assert len(spy_checks) == 3
+    spy_checks = _spy_flat_file_checks()
+    assert len(spy_checks) == 1 and len(spy_checks[0].check_keys) == 3  # one step for the asset's three checks
     with DagsterInstance.ephemeral() as instance:
         first = _run(instance, [raw_spy_bars, *spy_checks])
         assert all(e.passed for e in first.get_asset_check_evaluations())
@@ -309,9 +312,7 @@ def test_a_renamed_header_column_fails_naming_it_and_writes_nothing(flat_env: Sa
 def test_a_new_header_column_is_ignored_and_reported_by_a_warning_check(
     flat_env: SandboxServer, data_dir: Path, tmp_path: Path
 ) -> None:
-    from spy_pipeline.defs.raw.flat_file_checks import FLAT_FILE_CHECKS
-
-    checks = [c for c in FLAT_FILE_CHECKS if any(k.asset_key.path == ["raw_spy_bars"] for k in c.check_keys)]
+    checks = _spy_flat_file_checks()
     with DagsterInstance.ephemeral() as instance:
         _run(instance, [raw_spy_bars], source="flat_files")
     expected = pl.read_parquet(data_dir / "raw" / "spy" / f"{DAY}.parquet")

@@ -82,7 +82,7 @@ def test_a_training_file_breaking_the_pandas_type_fails_its_check(materialized, 
     frame.with_columns(pl.when(first_row).then(pl.lit("straddle")).otherwise(pl.col("contract_type"))
                        .alias("contract_type")).write_parquet(path)
     result = materialize([*DAILY_ASSETS, *PROCESSED_CHECKS], resources=RESOURCES, tags=_range(DAY, DAY),
-                         selection=AssetSelection.checks(training_matches_pandas_type), raise_on_error=False)
+                         selection=AssetSelection.checks(training_matches_pandas_type.key), raise_on_error=False)
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.metadata["files_checked"].value == 1
     assert "contract_type" in evaluation.metadata["failures"].value

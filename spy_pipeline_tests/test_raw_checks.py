@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetCheckKey, AssetSelection, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
@@ -116,3 +116,56 @@ def test_a_blocking_check_failure_fails_the_run(instance: DagsterInstance, data_
     assert not result.success
     evaluation = _evaluations(result)["spy_rows_are_valid"]
     assert not evaluation.passed and "high_below_low: 1" in evaluation.metadata["violations"].value
+
+
+def _materialize_spy(instance: DagsterInstance) -> None:
+    assert materialize(ASSETS, resources=RESOURCES, instance=instance, partition_key="2025-01-08",
+                       selection=AssetSelection.assets(raw_spy_bars)).success
+
+
+def _spy_checks_alone(instance: DagsterInstance, selection: AssetSelection):
+    return materialize(ASSETS, resources=RESOURCES, instance=instance, tags=_range("2025-01-08", "2025-01-08"),
+                       selection=selection, raise_on_error=False)
+
+
+def test_an_assets_checks_are_one_step_reading_each_file_once(
+    instance: DagsterInstance, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _materialize_spy(instance)
+    reads: list = []
+    read = ParquetStoreResource.read
+    monkeypatch.setattr(ParquetStoreResource, "read", lambda self, path, schema: reads.append(path) or read(
+        self, path, schema))
+    result = _spy_checks_alone(instance, AssetSelection.checks_for_assets(raw_spy_bars))
+    assert result.success
+    steps = {event.step_key for event in result.all_events if event.is_step_success}
+    assert {step for step in steps if step.startswith("raw_spy_bars")} == {"raw_spy_bars_checks"}
+    assert {"spy_schema_matches_contract", "spy_rows_are_valid", "spy_regular_session_coverage", "spy_source_schema",
+            "flat_file_bad_rows", "flat_file_current", "flat_file_header"} <= set(_evaluations(result))
+    assert [Path(path) for path in reads] == [data_dir / "raw" / "spy" / "2025-01-08.parquet"]  # 3 checks, 1 read
+
+
+def test_a_check_selected_alone_runs_alone(instance: DagsterInstance, data_dir: Path) -> None:
+    _materialize_spy(instance)
+    result = _spy_checks_alone(instance, AssetSelection.checks(AssetCheckKey(raw_spy_bars.key, "spy_rows_are_valid")))
+    assert result.success and set(_evaluations(result)) == {"spy_rows_are_valid"}
+
+
+def test_a_check_that_raises_fails_its_step_after_the_others_report(
+    instance: DagsterInstance, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spy_pipeline.defs.raw import flat_file_checks
+
+    def unavailable(*_args, **_kwargs):
+        raise RuntimeError("the event log is unavailable")
+
+    _materialize_spy(instance)
+    monkeypatch.setattr(flat_file_checks, "materialization_metadata", unavailable)  # the three flat-file checks
+    result = _spy_checks_alone(instance, AssetSelection.checks_for_assets(raw_spy_bars))
+    assert not result.success
+    reported = set(_evaluations(result))
+    assert {"spy_schema_matches_contract", "spy_rows_are_valid", "spy_source_schema"} <= reported
+    assert not reported & {"flat_file_bad_rows", "flat_file_current", "flat_file_header"}
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "raw_spy_bars_checks"
+    assert "the event log is unavailable" in str(failure.step_failure_data.error)

@@ -1,18 +1,23 @@
-"""The machinery of the platform's asset checks: which files a check run covers, reading them,
-and three kinds of checks (schema, row rules, coverage) with their figures in metadata."""
+"""The machinery of the platform's asset checks: one check step per asset (`asset_checks`), which files a check
+run covers, reading them once per step, and three kinds of checks (schema, row rules, coverage) with their figures
+in metadata."""
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
     AssetsDefinition,
-    asset_check,
+    multi_asset_check,
 )
 
 from spy_pipeline.defs.metadata import markdown_table
@@ -43,6 +48,10 @@ class DailyFiles:
     def schema(self) -> DatasetSchema:
         return datasets.get(self.name).schema
 
+    def check(self, name: str, evaluate: Callable[["CheckStep"], AssetCheckResult], **spec: Any) -> "Check":
+        """A check of these files (they are read with the `store` resource)."""
+        return Check(AssetCheckSpec(name, asset=self.asset, **spec), evaluate, frozenset({"store"}))
+
 
 def checked_days(
     context: AssetCheckExecutionContext, store: ParquetStoreResource, folder: tuple[str, ...]
@@ -58,9 +67,73 @@ def checked_days(
     return store.partition_days(*folder)[-1:]
 
 
-def _read(context: AssetCheckExecutionContext, store: ParquetStoreResource, files: DailyFiles):
-    """(frames, problems, unavailable days) of the checked days: a day of an optional source without a file is
-    no problem but an unavailable day, which `_outcome` turns into a warning."""
+class CheckStep:
+    """What the checks of one step share: its context, its resources and each dataset's files, read once."""
+
+    def __init__(self, context: AssetCheckExecutionContext) -> None:
+        self.context = context
+        self._files: dict[str, tuple[list, list, list[str]]] = {}
+
+    def resource(self, key: str) -> Any:
+        return getattr(self.context.resources, key)
+
+    def read(self, files: "DailyFiles") -> tuple[list, list, list[str]]:
+        """(frames, problems, unavailable days) of the checked days: a day of an optional source without a file
+        is no problem but an unavailable day, which `_outcome` turns into a warning."""
+        if files.name not in self._files:
+            self._files[files.name] = _read(self.context, self.resource("store"), files)
+        return self._files[files.name]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One asset check: its spec, how it is evaluated, and the resources it reads (`CheckStep.resource`)."""
+
+    spec: AssetCheckSpec
+    evaluate: Callable[[CheckStep], AssetCheckResult]
+    resources: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> AssetCheckKey:
+        return self.spec.key
+
+
+def asset_checks(checks: Iterable[Check]) -> list[AssetChecksDefinition]:
+    """The checks as one step per asset. A step costs Dagster tenths of a second whatever it does (a launched
+    run makes each a process; in a partition-range run each lists every trading day once), and the checks of a
+    dataset read its files once. The UI still shows, selects and runs each check by itself (can_subset)."""
+    by_asset: dict[AssetKey, list[Check]] = {}
+    for check in checks:
+        by_asset.setdefault(check.key.asset_key, []).append(check)
+    return [_step(asset_key, group) for asset_key, group in by_asset.items()]
+
+
+def _step(asset_key: AssetKey, group: list[Check]) -> AssetChecksDefinition:
+    @multi_asset_check(
+        name=f"{asset_key.to_python_identifier()}_checks", specs=[check.spec for check in group], can_subset=True,
+        required_resource_keys=set().union(*(check.resources for check in group)),
+    )
+    def step(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
+        shared, failure = CheckStep(context), None
+        for check in group:
+            if check.key not in context.selected_asset_check_keys:
+                continue
+            try:
+                result = check.evaluate(shared)
+            except Exception as exc:  # the step's other checks still report; the step fails after them
+                failure = failure or exc
+                continue
+            yield AssetCheckResult(
+                passed=result.passed, asset_key=asset_key, check_name=check.key.name, metadata=result.metadata,
+                severity=result.severity, description=result.description,
+            )
+        if failure is not None:
+            raise failure
+
+    return step
+
+
+def _read(context: AssetCheckExecutionContext, store: ParquetStoreResource, files: "DailyFiles"):
     days = checked_days(context, store, files.folder)
     optional = load_settings().is_optional_source(files.optional_source)
     frames, problems, unavailable = [], [], []
@@ -88,24 +161,22 @@ def _outcome(unavailable: list[str], passed: bool, metadata: dict,
     return AssetCheckResult(passed=passed, severity=severity, metadata=metadata)
 
 
-def schema_check(files: DailyFiles) -> AssetChecksDefinition:
-    @asset_check(asset=files.asset, name=f"{files.name}_schema_matches_contract", blocking=True,
-                 description=f"Every {'/'.join(files.folder)} file is readable and has exactly the "
-                             f"{files.schema.name} columns and types.")
-    def check(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-        frames, problems, unavailable = _read(context, store, files)
+def schema_check(files: DailyFiles) -> Check:
+    def evaluate(step: CheckStep) -> AssetCheckResult:
+        frames, problems, unavailable = step.read(files)
         return _outcome(unavailable, not problems and bool(frames), {
             "files_checked": len(frames) + len(problems),
             "problems": markdown_table(["file", "problem"], problems or [["-", "none"]]),
         })
 
-    return check
+    return files.check(f"{files.name}_schema_matches_contract", evaluate, blocking=True,
+                       description=f"Every {'/'.join(files.folder)} file is readable and has exactly the "
+                                   f"{files.schema.name} columns and types.")
 
 
-def rules_check(files: DailyFiles, rules: Rules, description: str) -> AssetChecksDefinition:
-    @asset_check(asset=files.asset, name=f"{files.name}_rows_are_valid", blocking=True, description=description)
-    def check(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-        frames, problems, unavailable = _read(context, store, files)
+def rules_check(files: DailyFiles, rules: Rules, description: str) -> Check:
+    def evaluate(step: CheckStep) -> AssetCheckResult:
+        frames, problems, unavailable = step.read(files)
         rows = []
         for day, relative, frame in frames:
             broken = {rule: count for rule, count in rules(frame, day).items() if count}
@@ -117,16 +188,15 @@ def rules_check(files: DailyFiles, rules: Rules, description: str) -> AssetCheck
             "unreadable_files": len(problems),
         })
 
-    return check
+    return files.check(f"{files.name}_rows_are_valid", evaluate, blocking=True, description=description)
 
 
 def coverage_check(
     files: DailyFiles, measure: Callable[[pl.DataFrame, dt.date], dict], figure: str, minimum: float,
     severity: AssetCheckSeverity, description: str, suffix: str = "regular_session_coverage",
-) -> AssetChecksDefinition:
-    @asset_check(asset=files.asset, name=f"{files.name}_{suffix}", description=description)
-    def check(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-        frames, problems, unavailable = _read(context, store, files)
+) -> Check:
+    def evaluate(step: CheckStep) -> AssetCheckResult:
+        frames, problems, unavailable = step.read(files)
         figures = [(relative, measure(frame, day)) for day, relative, frame in frames]
         lowest = min((f[figure] for _, f in figures), default=0.0)
         header = ["file", *(figures[0][1] if figures else [])]
@@ -135,4 +205,4 @@ def coverage_check(
             "coverage": markdown_table(header, [[rel, *f.values()] for rel, f in figures]),
         }, severity)
 
-    return check
+    return files.check(f"{files.name}_{suffix}", evaluate, description=description)

@@ -15,17 +15,17 @@ from typing import Any
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     AssetRecordsFilter,
     AssetsDefinition,
     DagsterInstance,
     Failure,
     MetadataValue,
-    asset_check,
 )
 
+from spy_pipeline.defs.checks import Check, CheckStep
 from spy_pipeline.polygon.client import PolygonClient
 from spy_pipeline.polygon.source_schema import Capture
 
@@ -82,14 +82,9 @@ def checked_partition(context: AssetCheckExecutionContext) -> str | None:
     return run.partition_key if run.has_partition_key else None
 
 
-def source_schema_check(asset: AssetsDefinition, prefix: str, endpoints: str) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset, name=f"{prefix}_source_schema", blocking=True,
-        description=f"The JSON fields Polygon sent ({endpoints}) match the baseline: a field the pipeline reads "
-                    "missing, renamed or of another type fails (downstream stops); a new field warns.",
-    )
-    def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        metadata = materialization_metadata(context.instance, asset.key, checked_partition(context))
+def source_schema_check(asset: AssetsDefinition, prefix: str, endpoints: str) -> Check:
+    def evaluate(step: CheckStep) -> AssetCheckResult:
+        metadata = materialization_metadata(step.context.instance, asset.key, checked_partition(step.context))
         if metadata is None or BLOCKING_KEY not in metadata:
             return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
                                     description="no materialization recording the source schema yet")
@@ -106,4 +101,8 @@ def source_schema_check(asset: AssetsDefinition, prefix: str, endpoints: str) ->
             },
         )
 
-    return check
+    return Check(AssetCheckSpec(
+        f"{prefix}_source_schema", asset=asset, blocking=True,
+        description=f"The JSON fields Polygon sent ({endpoints}) match the baseline: a field the pipeline reads "
+                    "missing, renamed or of another type fails (downstream stops); a new field warns.",
+    ), evaluate)

@@ -3,20 +3,19 @@
 import time
 
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     MaterializeResult,
     MetadataValue,
     asset,
-    asset_check,
 )
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableColumnConstraint
 from pydantic import Field
 
-from spy_pipeline.defs.checks import checked_days
+from spy_pipeline.defs.checks import Check, CheckStep, checked_days
 from spy_pipeline.defs.metadata import dataset_metadata, markdown_table, timing
 from spy_pipeline.defs.partial_ranges import file_metadata, finish_range
 from spy_pipeline.defs.processed.assets import PROCESSED_ASSET_ARGS, consolidated
@@ -132,17 +131,12 @@ TrainingDataFrame = create_dagster_pandas_dataframe_type(
 )
 
 
-@asset_check(
-    asset=training_dataset,
-    blocking=True,
-    description="Each training file, loaded with pandas, satisfies the TrainingDataFrame type.",
-)
-def training_matches_pandas_type(context: AssetCheckExecutionContext, store: ParquetStoreResource) -> AssetCheckResult:
-    failures, checked = [], 0
+def _matches_pandas_type(step: CheckStep) -> AssetCheckResult:
+    store, failures, checked = step.resource("store"), [], 0
     # the type's own check in this step's type-check context (check_dagster_type, a test helper, would build an
     # ephemeral Dagster instance for every file: 0.2 s a day, four times the check itself)
-    type_context = context.op_execution_context.get_step_execution_context().for_type(TrainingDataFrame)
-    for day in checked_days(context, store, lake.FOLDERS["training"]):
+    type_context = step.context.op_execution_context.get_step_execution_context().for_type(TrainingDataFrame)
+    for day in checked_days(step.context, store, lake.FOLDERS["training"]):
         path = store.partition_path(day, *lake.FOLDERS["training"])
         result = TrainingDataFrame.type_check(type_context, store.read_frame(path).to_pandas())
         checked += 1
@@ -155,3 +149,9 @@ def training_matches_pandas_type(context: AssetCheckExecutionContext, store: Par
             "failures": markdown_table(["file", "problem"], failures or [["-", "none"]]),
         },
     )
+
+
+training_matches_pandas_type = Check(AssetCheckSpec(
+    "training_matches_pandas_type", asset=training_dataset, blocking=True,
+    description="Each training file, loaded with pandas, satisfies the TrainingDataFrame type.",
+), _matches_pandas_type, frozenset({"store"}))

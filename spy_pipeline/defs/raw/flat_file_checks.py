@@ -8,42 +8,31 @@
   column missing or renamed already failed the materialization, naming it: io/flatfiles.py).
 """
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetChecksDefinition,
-    AssetCheckSeverity,
-    AssetsDefinition,
-    asset_check,
-)
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetsDefinition
 
+from spy_pipeline.defs.checks import Check, CheckStep
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.raw.options_assets import raw_options_bars
-from spy_pipeline.defs.resources import PolygonResource
 from spy_pipeline.defs.source_schema import materialization_metadata
 
 MAX_BAD_ROW_SHARE = 0.001
 
 
-def _latest_metadata(context: AssetCheckExecutionContext, asset: AssetsDefinition) -> dict:
-    return materialization_metadata(context.instance, asset.key) or {}
+def _latest_metadata(step: CheckStep, asset: AssetsDefinition) -> dict:
+    return materialization_metadata(step.context.instance, asset.key) or {}
 
 
-def _checks(asset: AssetsDefinition) -> list[AssetChecksDefinition]:
-    @asset_check(asset=asset, name="flat_file_bad_rows", blocking=True,
-                 description=f"At most {MAX_BAD_ROW_SHARE:.1%} of a flat file's rows for the partition were bad.")
-    def bad_rows(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        meta = _latest_metadata(context, asset)
+def _checks(asset: AssetsDefinition) -> list[Check]:
+    def bad_rows(step: CheckStep) -> AssetCheckResult:
+        meta = _latest_metadata(step, asset)
         share, bad = float(meta.get("flat_file_bad_row_share", 0.0)), int(meta.get("flat_file_bad_rows", 0))
         return AssetCheckResult(passed=share <= MAX_BAD_ROW_SHARE, severity=AssetCheckSeverity.ERROR,
                                 metadata={"bad_rows": bad, "bad_row_share": share, "limit": MAX_BAD_ROW_SHARE,
                                           "source": str(meta.get("source", "unknown"))})
 
-    @asset_check(asset=asset, name="flat_file_current",
-                 description="The flat files the partition came from still have the ETag they were read with.")
-    def current(context: AssetCheckExecutionContext, polygon: PolygonResource) -> AssetCheckResult:
-        objects = _latest_metadata(context, asset).get("flat_files") or []
-        client = polygon.flat_files.client
+    def current(step: CheckStep) -> AssetCheckResult:
+        objects = _latest_metadata(step, asset).get("flat_files") or []
+        client = step.resource("polygon").flat_files.client
         changed = []
         for landed in objects:
             info = client.head(landed["key"]) if client is not None else None
@@ -53,10 +42,8 @@ def _checks(asset: AssetsDefinition) -> list[AssetChecksDefinition]:
         return AssetCheckResult(passed=not changed, severity=AssetCheckSeverity.WARN,
                                 metadata={"objects": len(objects), "changed": changed})
 
-    @asset_check(asset=asset, name="flat_file_header",
-                 description="The flat files' CSV headers have no columns beyond the documented ones.")
-    def header(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        objects = _latest_metadata(context, asset).get("flat_files") or []
+    def header(step: CheckStep) -> AssetCheckResult:
+        objects = _latest_metadata(step, asset).get("flat_files") or []
         drifted = {o["key"]: o["new_columns"] for o in objects if o.get("new_columns")}
         return AssetCheckResult(
             passed=not drifted, severity=AssetCheckSeverity.WARN,
@@ -65,9 +52,17 @@ def _checks(asset: AssetsDefinition) -> list[AssetChecksDefinition]:
             metadata={"objects": len(objects), "new_columns": drifted},
         )
 
-    return [bad_rows, current, header]
+    return [
+        Check(AssetCheckSpec("flat_file_bad_rows", asset=asset, blocking=True, description=(
+            f"At most {MAX_BAD_ROW_SHARE:.1%} of a flat file's rows for the partition were bad.")), bad_rows),
+        Check(AssetCheckSpec("flat_file_current", asset=asset, description=(
+            "The flat files the partition came from still have the ETag they were read with.")), current,
+            frozenset({"polygon"})),
+        Check(AssetCheckSpec("flat_file_header", asset=asset, description=(
+            "The flat files' CSV headers have no columns beyond the documented ones.")), header),
+    ]
 
 
-FLAT_FILE_CHECKS: list[AssetChecksDefinition] = [
+FLAT_FILE_CHECKS: list[Check] = [
     check for asset in (raw_spy_bars, raw_vix_bars, raw_options_bars) for check in _checks(asset)
 ]

@@ -11,18 +11,17 @@ import datetime as dt
 from typing import Any
 
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     DagsterInstance,
     MetadataValue,
-    asset_check,
 )
 
+from spy_pipeline.defs.checks import Check, CheckStep
 from spy_pipeline.defs.source_schema import checked_partition, materialization_metadata
 
 UNAVAILABLE_KEY = "source_unavailable"
@@ -50,14 +49,10 @@ def unavailable_reason(instance: DagsterInstance, source: str, day: dt.date) -> 
     return reasons.get(day.isoformat()) if isinstance(reasons, dict) else None
 
 
-def optional_sources_check(consolidated: AssetsDefinition) -> AssetChecksDefinition:
-    @asset_check(
-        asset=consolidated, name="consolidated_optional_sources",
-        description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
-                    "the days whose VIX or news columns are null, why, and the rows affected.",
-    )
-    def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        metadata = materialization_metadata(context.instance, consolidated.key, checked_partition(context)) or {}
+def optional_sources_check(consolidated: AssetsDefinition) -> Check:
+    def evaluate(step: CheckStep) -> AssetCheckResult:
+        metadata = materialization_metadata(step.context.instance, consolidated.key,
+                                            checked_partition(step.context)) or {}
         missing = metadata.get(MISSING_SOURCES_KEY) or []
         return AssetCheckResult(
             passed=not missing, severity=AssetCheckSeverity.WARN,
@@ -67,4 +62,8 @@ def optional_sources_check(consolidated: AssetsDefinition) -> AssetChecksDefinit
                       "rows_without_news": sum(row[2] for row in missing if row[1] == "news")},
         )
 
-    return check
+    return Check(AssetCheckSpec(
+        "consolidated_optional_sources", asset=consolidated,
+        description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
+                    "the days whose VIX or news columns are null, why, and the rows affected.",
+    ), evaluate)
