@@ -50,7 +50,7 @@ class DailyFiles:
 
     def check(self, name: str, evaluate: Callable[["CheckStep"], AssetCheckResult], **spec: Any) -> "Check":
         """A check of these files (they are read with the `store` resource)."""
-        return Check(AssetCheckSpec(name, asset=self.asset, **spec), evaluate, frozenset({"store"}))
+        return Check.on(self.asset, name, evaluate, resources={"store"}, **spec)
 
 
 def checked_days(
@@ -92,6 +92,12 @@ class Check:
     spec: AssetCheckSpec
     evaluate: Callable[[CheckStep], AssetCheckResult]
     resources: frozenset[str] = frozenset()
+
+    @classmethod
+    def on(cls, asset: AssetsDefinition, name: str, evaluate: Callable[[CheckStep], AssetCheckResult], *,
+           resources: Iterable[str] = (), **spec: Any) -> "Check":
+        """The check `name` of `asset` (`spec`: AssetCheckSpec's description, blocking)."""
+        return cls(AssetCheckSpec(name, asset=asset, **spec), evaluate, frozenset(resources))
 
     @property
     def key(self) -> AssetCheckKey:

@@ -16,7 +16,6 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetKey,
     AssetRecordsFilter,
     AssetsDefinition,
@@ -101,8 +100,8 @@ def source_schema_check(asset: AssetsDefinition, prefix: str, endpoints: str) ->
             },
         )
 
-    return Check(AssetCheckSpec(
-        f"{prefix}_source_schema", asset=asset, blocking=True,
+    return Check.on(
+        asset, f"{prefix}_source_schema", evaluate, blocking=True,
         description=f"The JSON fields Polygon sent ({endpoints}) match the baseline: a field the pipeline reads "
                     "missing, renamed or of another type fails (downstream stops); a new field warns.",
-    ), evaluate)
+    )

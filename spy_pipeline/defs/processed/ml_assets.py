@@ -4,7 +4,6 @@ import time
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     MaterializeResult,
@@ -151,7 +150,7 @@ def _matches_pandas_type(step: CheckStep) -> AssetCheckResult:
     )
 
 
-training_matches_pandas_type = Check(AssetCheckSpec(
-    "training_matches_pandas_type", asset=training_dataset, blocking=True,
+training_matches_pandas_type = Check.on(
+    training_dataset, "training_matches_pandas_type", _matches_pandas_type, resources={"store"}, blocking=True,
     description="Each training file, loaded with pandas, satisfies the TrainingDataFrame type.",
-), _matches_pandas_type, frozenset({"store"}))
+)

@@ -8,7 +8,7 @@
   column missing or renamed already failed the materialization, naming it: io/flatfiles.py).
 """
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetsDefinition
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetsDefinition
 
 from spy_pipeline.defs.checks import Check, CheckStep
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
@@ -53,13 +53,12 @@ def _checks(asset: AssetsDefinition) -> list[Check]:
         )
 
     return [
-        Check(AssetCheckSpec("flat_file_bad_rows", asset=asset, blocking=True, description=(
-            f"At most {MAX_BAD_ROW_SHARE:.1%} of a flat file's rows for the partition were bad.")), bad_rows),
-        Check(AssetCheckSpec("flat_file_current", asset=asset, description=(
-            "The flat files the partition came from still have the ETag they were read with.")), current,
-            frozenset({"polygon"})),
-        Check(AssetCheckSpec("flat_file_header", asset=asset, description=(
-            "The flat files' CSV headers have no columns beyond the documented ones.")), header),
+        Check.on(asset, "flat_file_bad_rows", bad_rows, blocking=True, description=(
+            f"At most {MAX_BAD_ROW_SHARE:.1%} of a flat file's rows for the partition were bad.")),
+        Check.on(asset, "flat_file_current", current, resources={"polygon"}, description=(
+            "The flat files the partition came from still have the ETag they were read with.")),
+        Check.on(asset, "flat_file_header", header, description=(
+            "The flat files' CSV headers have no columns beyond the documented ones.")),
     ]
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -62,8 +61,8 @@ def optional_sources_check(consolidated: AssetsDefinition) -> Check:
                       "rows_without_news": sum(row[2] for row in missing if row[1] == "news")},
         )
 
-    return Check(AssetCheckSpec(
-        "consolidated_optional_sources", asset=consolidated,
+    return Check.on(
+        consolidated, "consolidated_optional_sources", evaluate,
         description="Every optional source (SPY_PIPELINE_OPTIONAL_SOURCES: vix, news) had data: a warning names "
                     "the days whose VIX or news columns are null, why, and the rows affected.",
-    ), evaluate)
+    )
