@@ -27,6 +27,7 @@ from spy_pipeline.domain import datasets
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.schemas import DatasetSchema
 from spy_pipeline.io.storage import StorageError
+from spy_pipeline.logs import redact
 from spy_pipeline.settings import load_settings
 
 Rules = Callable[[pl.DataFrame, dt.date], dict[str, int]]
@@ -85,6 +86,15 @@ class CheckStep:
         return self._files[files.name]
 
 
+class CheckStepError(Exception):
+    """Several checks of one step raised: each is named with its error (the first is the cause)."""
+
+    def __init__(self, failures: list[tuple[str, Exception]]) -> None:
+        super().__init__(redact(f"{len(failures)} checks raised: " + "; ".join(
+            f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures)))
+        self.failures = failures
+
+
 @dataclass(frozen=True)
 class Check:
     """One asset check: its spec, how it is evaluated, and the resources it reads (`CheckStep.resource`)."""
@@ -120,21 +130,24 @@ def _step(asset_key: AssetKey, group: list[Check]) -> AssetChecksDefinition:
         required_resource_keys=set().union(*(check.resources for check in group)),
     )
     def step(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
-        shared, failure = CheckStep(context), None
+        shared, failures = CheckStep(context), []
         for check in group:
             if check.key not in context.selected_asset_check_keys:
                 continue
             try:
                 result = check.evaluate(shared)
             except Exception as exc:  # the step's other checks still report; the step fails after them
-                failure = failure or exc
+                context.log.error(redact(f"check {check.key.name} raised {type(exc).__name__}: {exc}"))
+                failures.append((check.key.name, exc))
                 continue
             yield AssetCheckResult(
                 passed=result.passed, asset_key=asset_key, check_name=check.key.name, metadata=result.metadata,
                 severity=result.severity, description=result.description,
             )
-        if failure is not None:
-            raise failure
+        if len(failures) == 1:
+            raise failures[0][1]
+        if failures:
+            raise CheckStepError(failures) from failures[0][1]
 
     return step
 
