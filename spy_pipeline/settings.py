@@ -49,7 +49,7 @@ class ConfigError(ValueError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True, frozen=True
     )
 
     polygon_api_key: SecretStr | None = Field(default=None, validation_alias="POLYGON_API_KEY")
@@ -335,12 +335,43 @@ class Settings(BaseSettings):
         return beside / DEFAULT_DAGSTER_HOME_DIR / RATE_LIMIT_STATE_FILE
 
 
+SETTINGS_PREFIXES = ("POLYGON_", "SPY_PIPELINE_")  # every field's variable starts with one of them
+_read_settings: dict[tuple, Settings] = {}  # the last read, by what it was read from (_sources)
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings; any invalid value raises ConfigError with one line naming the variable."""
+    """Read settings; any invalid value raises ConfigError with one line naming the variable.
+
+    Without overrides, the same (frozen) Settings while the variables and the .env file are unchanged: a run
+    asks for them per file and per step, and reading them again was ~5 % of a backfill's main process."""
+    if overrides:
+        return _read(overrides)
+    sources = _sources()
+    settings = _read_settings.get(sources)
+    if settings is None:
+        settings = _read({})
+        _read_settings.clear()
+        _read_settings[sources] = settings
+    return settings
+
+
+def _read(overrides: dict[str, object]) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+
+
+def _sources() -> tuple:
+    """What Settings are read from: the variables (any case, as pydantic-settings matches them) and the
+    working directory's .env file (its identity, size and modification time)."""
+    variables = tuple(sorted(item for item in os.environ.items() if item[0].upper().startswith(SETTINGS_PREFIXES)))
+    try:
+        env_file = os.stat(".env")
+        dotenv = (os.getcwd(), env_file.st_ino, env_file.st_size, env_file.st_mtime_ns)
+    except OSError:
+        dotenv = None
+    return variables, dotenv
 
 
 def _one_line(exc: ValidationError) -> str:

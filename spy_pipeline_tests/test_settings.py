@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from spy_pipeline.settings import (
     FREE_TIER_REQUESTS_PER_MINUTE,
@@ -212,6 +214,32 @@ def test_invalid_dotenv_value_names_the_variable(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("SPY_PIPELINE_LOG_LEVEL=loud\n")
     with pytest.raises(ConfigError, match="SPY_PIPELINE_LOG_LEVEL"):
         load_settings()
+
+
+def test_settings_are_read_again_when_a_variable_or_the_dotenv_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first = load_settings()
+    assert load_settings() is first  # unchanged sources: the same settings, not read again
+    monkeypatch.setenv("spy_pipeline_run_days", "7")  # pydantic-settings matches names in any case
+    assert load_settings().run_days == 7
+    monkeypatch.delenv("spy_pipeline_run_days")
+    assert load_settings().run_days == first.run_days
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SPY_PIPELINE_RUN_DAYS=3\n")
+    assert load_settings().run_days == 3
+    dotenv.write_text("SPY_PIPELINE_RUN_DAYS=12\n")  # same size, later: read again
+    os.utime(dotenv, ns=(dotenv.stat().st_atime_ns, dotenv.stat().st_mtime_ns + 1_000_000))
+    assert load_settings().run_days == 12
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)  # another working directory, no .env
+    assert load_settings().run_days == first.run_days
+
+
+def test_shared_settings_cannot_be_changed() -> None:
+    with pytest.raises(ValidationError):
+        load_settings().run_days = 3  # type: ignore[misc]
 
 
 # --- secrets ----------------------------------------------------------------------------------
