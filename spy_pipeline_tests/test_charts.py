@@ -7,8 +7,12 @@ import datetime as dt
 import io
 import itertools
 import math
+import os
+import pickle
 import re
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -153,6 +157,29 @@ def test_worker_processes_draw_each_day_as_the_run_itself_would_in_day_order() -
         assert sorted(rendered) == sorted(charts.DAILY_CHARTS)
         assert rendered == alone[day], f"{day}: a worker process drew other pictures"
     assert alone[days[0]] != alone[days[1]]
+
+
+def test_a_worker_given_the_session_draws_the_same_charts_without_the_exchange_calendar(
+    day_frames, tmp_path: Path
+) -> None:
+    frame, events = day_frames
+    frame.select(charts.CHART_COLUMNS).write_parquet(tmp_path / "consolidated.parquet")
+    events.write_parquet(tmp_path / "events.parquet")
+    session = charts.session_et(DAY)
+    worker = f"""
+import datetime, pickle, sys
+import polars as pl
+from spy_pipeline.domain import charts
+rendered = charts.render_day(pl.read_parquet("consolidated.parquet"), pl.read_parquet("events.parquet"),
+                             datetime.date.fromisoformat("{DAY}"), {session!r})
+pickle.dump((rendered, sorted(m for m in ("exchange_calendars", "pandas") if m in sys.modules)), sys.stdout.buffer)
+"""
+    # a fresh interpreter, as a spawned worker is: what it imports is what a worker pays for
+    answer = subprocess.run([sys.executable, "-c", worker], cwd=tmp_path, capture_output=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    rendered, heavy_modules = pickle.loads(answer.stdout)
+    assert heavy_modules == []
+    assert rendered == charts.render_day(frame, events, DAY)  # the calendar's own session: the same pictures
 
 
 def test_chart_processes_default_to_the_cores_and_never_exceed_the_days(monkeypatch) -> None:

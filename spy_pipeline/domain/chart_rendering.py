@@ -40,9 +40,9 @@ def render_days(inputs: Iterable[DayInputs], processes: int) -> Iterator[tuple[d
     pending: deque[tuple[dt.date, Future[Rendered]]] = deque()
     try:
         for consolidated, events, day in inputs:
-            # only the columns the charts read cross the process boundary
+            # only the columns the charts read cross the process boundary, and the session: no calendar there
             pending.append((day, pool.submit(charts.render_day, consolidated.select(charts.CHART_COLUMNS),
-                                             events, day)))
+                                             events, day, charts.session_et(day))))
             if len(pending) >= IN_FLIGHT_PER_PROCESS * processes:
                 day, future = pending.popleft()
                 yield day, future.result()

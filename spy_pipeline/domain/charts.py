@@ -104,12 +104,19 @@ def _et(series: pl.Series) -> np.ndarray:
     return series.dt.convert_time_zone(str(cal.NEW_YORK)).dt.replace_time_zone(None).to_numpy()
 
 
-def _session_axis(axis, day: dt.date) -> None:
-    """x axis: the regular session of `day` in ET, a tick every 30 minutes from the open (09:30)."""
+Session = tuple[dt.datetime, dt.datetime]  # a day's regular session: open and close, naive ET (as drawn)
+
+
+def session_et(day: dt.date) -> Session:
+    """The regular session of `day` from the exchange calendar. A chart worker is given it (render_day's
+    `session`) so that it never builds the calendar."""
     bounds = cal.session_bounds(day)
-    start = bounds.open.astimezone(cal.NEW_YORK).replace(tzinfo=None)
-    end = bounds.close.astimezone(cal.NEW_YORK).replace(tzinfo=None)
-    axis.set_xlim(start, end)
+    return tuple(moment.astimezone(cal.NEW_YORK).replace(tzinfo=None) for moment in (bounds.open, bounds.close))
+
+
+def _session_axis(axis, session: Session) -> None:
+    """x axis: the regular session in ET, a tick every 30 minutes from the open (09:30)."""
+    axis.set_xlim(*session)
     axis.xaxis.set_major_locator(mdates.MinuteLocator(byminute=[0, 30]))
     axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     axis.grid(True, alpha=0.3)
@@ -121,9 +128,10 @@ def _spy_minutes(consolidated: pl.DataFrame) -> pl.DataFrame:
     return consolidated.group_by("timestamp").agg(pl.col(columns).first()).sort("timestamp")
 
 
-def price_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figure:
+def price_figure(consolidated: pl.DataFrame, day: dt.date | None = None, session: Session | None = None) -> Figure:
     """SPY minute close with its 20-minute Bollinger bands, and RSI(14) and MACD(12, 26, 9) panels below."""
     day = day or _day(consolidated)
+    session = session or session_et(day)
     minutes = _spy_minutes(consolidated)
     times = _et(minutes["timestamp"])
     figure = new_figure(PRICE_PANELS)
@@ -155,14 +163,15 @@ def price_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figu
     macd.set_ylabel("MACD (USD)")
     macd.legend(loc="upper left")
     for axis in (price, rsi, macd):
-        _session_axis(axis, day)
+        _session_axis(axis, session)
     macd.set_xlabel("Time (ET)")
     return figure
 
 
-def vix_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figure:
+def vix_figure(consolidated: pl.DataFrame, day: dt.date | None = None, session: Session | None = None) -> Figure:
     """SPY minute close (left axis) and VIX (right axis) on the same time axis."""
     day = day or _day(consolidated)
+    session = session or session_et(day)
     minutes = _spy_minutes(consolidated)
     times = _et(minutes["timestamp"])
     figure = new_figure(TWIN_AXES)
@@ -176,7 +185,7 @@ def vix_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Figure
     vix.tick_params(axis="y", colors="tab:red")
     spy.set_xlabel("Time (ET)")
     spy.legend(handles=[spy_line, vix_line], loc="upper left")
-    _session_axis(spy, day)
+    _session_axis(spy, session)
     return figure
 
 
@@ -252,7 +261,7 @@ def greeks_figure(consolidated: pl.DataFrame, day: dt.date | None = None) -> Fig
     return figure
 
 
-def events_figure(events: pl.DataFrame, day: dt.date) -> Figure:
+def events_figure(events: pl.DataFrame, day: dt.date, session: Session | None = None) -> Figure:
     """The options scanner's events of `day` on a timeline: one row per contract, a bar from start to end
     (ET), coloured by peak gain; the MAX_TIMELINE_CONTRACTS contracts with the largest peak gains."""
     figure = new_figure(TIMELINE)
@@ -291,30 +300,36 @@ def events_figure(events: pl.DataFrame, day: dt.date) -> Figure:
         axis.set_yticks([])
     axis.set_ylabel("Option contract (OCC ticker)")
     axis.set_xlabel("Time (ET)")
-    _session_axis(axis, day)
+    _session_axis(axis, session or session_et(day))
     return figure
 
 
-# name -> (title, figure builder over (consolidated, events, day))
-DAILY_CHARTS: dict[str, tuple[str, Callable[[pl.DataFrame, pl.DataFrame, dt.date], Figure]]] = {
-    "spy_price_indicators": ("SPY price, Bollinger bands, RSI and MACD", lambda c, e, d: price_figure(c, d)),
-    "spy_vix": ("SPY and VIX", lambda c, e, d: vix_figure(c, d)),
-    "iv_smile": ("Implied-volatility smile by strike", lambda c, e, d: smile_figure(c, d)),
-    "greeks_by_strike": ("Delta and gamma by strike", lambda c, e, d: greeks_figure(c, d)),
-    "scanner_events": ("Options scanner events", lambda c, e, d: events_figure(e, d)),
+# name -> (title, figure builder over (consolidated, events, day, session))
+DAILY_CHARTS: dict[str, tuple[str, Callable[[pl.DataFrame, pl.DataFrame, dt.date, Session | None], Figure]]] = {
+    "spy_price_indicators": ("SPY price, Bollinger bands, RSI and MACD", lambda c, e, d, s=None: price_figure(c, d, s)),
+    "spy_vix": ("SPY and VIX", lambda c, e, d, s=None: vix_figure(c, d, s)),
+    "iv_smile": ("Implied-volatility smile by strike", lambda c, e, d, s=None: smile_figure(c, d)),
+    "greeks_by_strike": ("Delta and gamma by strike", lambda c, e, d, s=None: greeks_figure(c, d)),
+    "scanner_events": ("Options scanner events", lambda c, e, d, s=None: events_figure(e, d, s)),
 }
 
 
-def daily_figures(consolidated: pl.DataFrame, events: pl.DataFrame, day: dt.date) -> dict[str, Figure]:
+def daily_figures(
+    consolidated: pl.DataFrame, events: pl.DataFrame, day: dt.date, session: Session | None = None
+) -> dict[str, Figure]:
     """Every chart of `day`, by file name (without .png)."""
-    return {name: build(consolidated, events, day) for name, (_, build) in DAILY_CHARTS.items()}
+    session = session or session_et(day)
+    return {name: build(consolidated, events, day, session) for name, (_, build) in DAILY_CHARTS.items()}
 
 
-def render_day(consolidated: pl.DataFrame, events: pl.DataFrame, day: dt.date) -> dict[str, tuple[bytes, bytes]]:
+def render_day(
+    consolidated: pl.DataFrame, events: pl.DataFrame, day: dt.date, session: Session | None = None
+) -> dict[str, tuple[bytes, bytes]]:
     """Every chart of `day` by name: (its PNG, its thumbnail). Each figure is drawn once. A module-level
-    function of frames, so a process pool can run it (`consolidated` may hold CHART_COLUMNS only)."""
+    function of frames, so a process pool can run it (`consolidated` may hold CHART_COLUMNS only; with the
+    day's `session` the worker needs no exchange calendar)."""
     rendered = {}
-    for name, figure in daily_figures(consolidated, events, day).items():
+    for name, figure in daily_figures(consolidated, events, day, session).items():
         picture = png(figure)
         rendered[name] = (picture, thumbnail(picture))
     return rendered
