@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -160,6 +161,25 @@ def test_a_403_names_the_three_causes_and_the_key(s3: SandboxServer) -> None:
     assert "\n" not in text and object_key(STOCKS_DATASET, DAY) in text
     for cause in ("keys are wrong", "history", "not published"):
         assert cause in text
+
+
+def test_clients_made_side_by_side_keep_their_own_keys_and_endpoints(s3: SandboxServer) -> None:
+    key = object_key(STOCKS_DATASET, DAY)
+    with SandboxServer(api_key=SANDBOX_KEY, s3_access_key_id="AKIDOTHERSERVER") as other:
+        made = {
+            "right": lambda: FlatFilesClient(s3.url, "flatfiles", ACCESS_KEY, SECRET),
+            "wrong_key": lambda: FlatFilesClient(s3.url, "flatfiles", "AKIDWRONG", SECRET),
+            "other_server": lambda: FlatFilesClient(other.url, "flatfiles", "AKIDOTHERSERVER", SECRET),
+        }
+        kinds = [*made, *made]
+        with ThreadPoolExecutor(len(kinds)) as pool:  # clients come from one boto3 session per process
+            clients = list(zip(kinds, pool.map(lambda kind: made[kind](), kinds), strict=True))
+        for kind, client in clients:
+            if kind == "wrong_key":
+                with pytest.raises(FlatFileForbiddenError):
+                    client.head(key)
+            else:  # the other server refuses the first server's key, and the first the other's
+                assert client.head(key).size == len(sandbox_files.day_file(STOCKS_DATASET, DAY))
 
 
 @pytest.mark.parametrize("damage", ["truncated_gzip", "broken_csv"])

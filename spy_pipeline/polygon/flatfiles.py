@@ -8,9 +8,11 @@ parsed while it downloads and is never held whole in memory (see io/flatfiles.py
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import BinaryIO
 
 import boto3
@@ -62,8 +64,8 @@ class FlatFilesClient:
     ) -> None:
         self.endpoint, self.bucket = endpoint, bucket
         self.stats = FlatFileStats()
-        self._s3 = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint, aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
+        self._s3 = _s3_client(
+            endpoint_url=endpoint, aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             region_name="us-east-1",
             config=Config(
                 signature_version="s3v4", s3={"addressing_style": "path"},
@@ -149,3 +151,19 @@ class _CountingStream:
 
     def close(self) -> None:
         self.closed = True
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@cache
+def _boto_session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _s3_client(**options: object):
+    """An S3 client from the process's one boto3 session: a new session parses botocore's S3 model again
+    (~0.2 s a client, and a run opens one per resource set-up). Sessions are not thread-safe, so clients are
+    made under a lock; the clients are, and each carries its own endpoint and credentials."""
+    with _SESSION_LOCK:
+        return _boto_session().client("s3", **options)
