@@ -15,6 +15,7 @@ from spy_pipeline.defs.raw.checks import RAW_CHECKS
 from spy_pipeline.defs.raw.options_assets import options_contracts, raw_options_bars
 from spy_pipeline.defs.raw.reference_assets import corporate_actions, raw_news
 from spy_pipeline.defs.reports import REPORT_CHART_ASSETS, range_charts
+from spy_pipeline.defs.reports.charts import DRAWING_MODULES
 from spy_pipeline.defs.resources import ParquetStoreResource, PolygonResource
 from spy_pipeline.defs.streaming import STREAMING_ASSETS, STREAMING_JOBS, STREAMING_SCHEDULES, STREAMING_SENSORS
 
@@ -66,6 +67,7 @@ STEP_PRELOAD_MODULES = [
     "dagster._core.storage.local_compute_log_manager",
     "dagster_postgres",  # the production instance (spy_pipeline/deploy/postgres)
     "upath",
+    *DRAWING_MODULES,  # matplotlib: the chart steps' own imports, which the code location leaves out
 ]
 STEP_EXECUTOR = multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": STEP_PRELOAD_MODULES}}}, name="forkserver_multiprocess"

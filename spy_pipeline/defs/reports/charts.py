@@ -12,12 +12,15 @@ from spy_pipeline.defs.processed.assets import consolidated
 from spy_pipeline.defs.processed.scanner_assets import options_movement
 from spy_pipeline.defs.raw.assets import partition_days
 from spy_pipeline.defs.resources import ParquetStoreResource
-from spy_pipeline.domain import chart_rendering, charts
 from spy_pipeline.domain.schemas import CONSOLIDATED
 from spy_pipeline.io import lake
 from spy_pipeline.settings import load_settings
 
 CHART_FOLDER = ("reports", "charts")
+# Imported by the chart steps only: matplotlib takes ~0.75 s to import, which every process loading the code
+# location (code servers, run workers, the CLI) would pay otherwise.
+DRAWING_MODULES = ("spy_pipeline.domain.charts", "spy_pipeline.domain.chart_rendering",
+                   "spy_pipeline.domain.range_charts")
 
 
 def chart_path(store: ParquetStoreResource, day, name: str) -> str:
@@ -42,6 +45,8 @@ def daily_charts(context: AssetExecutionContext, store: ParquetStoreResource) ->
     """Charts of each trading day, 1600x900 PNG, times in ET: SPY with Bollinger bands, RSI and MACD; SPY
     and VIX; the implied-volatility smile by strike per expiration (the day's median IV per strike, calls
     and puts); delta and gamma by strike (day's medians); the options scanner's events on a timeline."""
+    from spy_pipeline.domain import chart_rendering, charts  # see DRAWING_MODULES
+
     days = partition_days(context)
     root = store.data_root
     metadata: dict = {"partitions": len(days)}

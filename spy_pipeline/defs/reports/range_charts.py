@@ -13,8 +13,6 @@ from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
 from spy_pipeline.defs.reports.charts import CHART_FOLDER, inline_image
 from spy_pipeline.defs.resources import ParquetStoreResource
 from spy_pipeline.domain import trading_calendar as cal
-from spy_pipeline.domain.charts import png, thumbnail
-from spy_pipeline.domain.range_charts import RANGE_CHARTS, day_volatility, range_figures, volatility_frame
 from spy_pipeline.domain.schemas import CONSOLIDATED, MINUTE_BARS
 from spy_pipeline.io import lake, storage
 
@@ -40,6 +38,9 @@ def range_charts(
     1600x900 PNG: SPY's daily realized volatility (regular-session 1-minute log returns, x sqrt(252 x 390))
     against the near-the-money options' median IV and VIX close / 100; the scanner's events by trigger hour
     (ET). Rewritten under reports/charts/range/ on each materialization."""
+    from spy_pipeline.domain.charts import png, thumbnail  # see DRAWING_MODULES
+    from spy_pipeline.domain.range_charts import RANGE_CHARTS, day_volatility, range_figures, volatility_frame
+
     started = time.monotonic()
     root = store.data_root
     start = cal.parse_date(config.start) if config.start else None
