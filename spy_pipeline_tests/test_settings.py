@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from spy_pipeline.settings import (
     FREE_TIER_REQUESTS_PER_MINUTE,
+    SETTINGS_PREFIXES,
     TICKER_PATTERN,
     ConfigError,
     Settings,
@@ -235,6 +236,13 @@ def test_settings_are_read_again_when_a_variable_or_the_dotenv_changes(
     other.mkdir()
     monkeypatch.chdir(other)  # another working directory, no .env
     assert load_settings().run_days == first.run_days
+
+
+def test_every_variable_is_one_the_shared_settings_watch() -> None:
+    """load_settings reads again only when a POLYGON_*/SPY_PIPELINE_* variable changes: a field read from a
+    variable named otherwise would keep a stale value."""
+    names = [str(field.validation_alias) for field in Settings.model_fields.values()]
+    assert len(names) > 20 and all(name.startswith(SETTINGS_PREFIXES) for name in names)
 
 
 def test_shared_settings_cannot_be_changed() -> None:
