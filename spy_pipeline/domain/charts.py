@@ -305,12 +305,12 @@ def events_figure(events: pl.DataFrame, day: dt.date, session: Session | None = 
 
 
 # name -> (title, figure builder over (consolidated, events, day, session))
-DAILY_CHARTS: dict[str, tuple[str, Callable[[pl.DataFrame, pl.DataFrame, dt.date, Session | None], Figure]]] = {
-    "spy_price_indicators": ("SPY price, Bollinger bands, RSI and MACD", lambda c, e, d, s=None: price_figure(c, d, s)),
-    "spy_vix": ("SPY and VIX", lambda c, e, d, s=None: vix_figure(c, d, s)),
-    "iv_smile": ("Implied-volatility smile by strike", lambda c, e, d, s=None: smile_figure(c, d)),
-    "greeks_by_strike": ("Delta and gamma by strike", lambda c, e, d, s=None: greeks_figure(c, d)),
-    "scanner_events": ("Options scanner events", lambda c, e, d, s=None: events_figure(e, d, s)),
+DAILY_CHARTS: dict[str, tuple[str, Callable[[pl.DataFrame, pl.DataFrame, dt.date, Session], Figure]]] = {
+    "spy_price_indicators": ("SPY price, Bollinger bands, RSI and MACD", lambda c, e, d, s: price_figure(c, d, s)),
+    "spy_vix": ("SPY and VIX", lambda c, e, d, s: vix_figure(c, d, s)),
+    "iv_smile": ("Implied-volatility smile by strike", lambda c, e, d, s: smile_figure(c, d)),
+    "greeks_by_strike": ("Delta and gamma by strike", lambda c, e, d, s: greeks_figure(c, d)),
+    "scanner_events": ("Options scanner events", lambda c, e, d, s: events_figure(e, d, s)),
 }
 
 

@@ -39,6 +39,7 @@ def _day(day: dt.date):
 def _per_chart_seconds(frames, previous: bool) -> dict[str, float]:
     """CPU seconds to build, draw and thumbnail each chart of a day (median of REPEATS)."""
     consolidated, events, day = frames
+    session = charts.session_et(day)
     constrained = mock.patch.object(charts, "new_figure", lambda margins=None: _new_figure(None))
     seconds: dict[str, list[float]] = {name: [] for name in charts.DAILY_CHARTS}
     for _ in range(REPEATS):
@@ -46,11 +47,11 @@ def _per_chart_seconds(frames, previous: bool) -> dict[str, float]:
             started = time.process_time()
             if previous:
                 with constrained:
-                    figure = build(consolidated, events, day)
+                    figure = build(consolidated, events, day, session)
                 charts.png(figure)
                 charts.png(figure, dpi=PREVIOUS_THUMBNAIL_DPI)
             else:
-                charts.thumbnail(charts.png(build(consolidated, events, day)))
+                charts.thumbnail(charts.png(build(consolidated, events, day, session)))
             seconds[name].append(time.process_time() - started)
     return {name: statistics.median(values) for name, values in seconds.items()}
 
