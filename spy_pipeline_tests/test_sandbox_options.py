@@ -282,6 +282,19 @@ def test_catalog_dispatches_option_tickers() -> None:
     assert catalog.minute_bars("SPY", DAY).equals(market.minute_bars("SPY", DAY))
 
 
+def test_contracts_priced_together_get_the_bars_each_gets_alone() -> None:
+    # a day file prices its chain as one array: each contract's bars must not depend on its neighbours
+    near = [ticker(expiration, kind, float(strike)) for expiration in (DAY, dt.date(2025, 1, 10), dt.date(2025, 1, 17))
+            for kind in ("call", "put") for strike in range(580, 596, 3)]
+    unlisted, malformed = ticker(dt.date(2025, 1, 9), "call", 590.0), "O:SPY../../etc"  # 01-09: market closed
+    together = options.chain_bar_columns([unlisted, *near, malformed], DAY)
+    assert [name for name, _ in together] == near
+    for name, columns in together:
+        alone = options.option_minute_bars(name, DAY)
+        assert alone.height > 0 and pl.DataFrame(columns).equals(alone), name
+    assert options.chain_bar_columns(near, dt.date(2025, 1, 9)) == []  # not a trading day
+
+
 def test_bars_are_deterministic_across_caches_and_processes() -> None:
     option_ticker = ticker(dt.date(2025, 1, 17), "call", 585.0)
     first = options.option_minute_bars(option_ticker, DAY)

@@ -103,8 +103,7 @@ def chain_tickers(day: dt.date) -> list[str]:
 
 
 def _option_rows(day: dt.date) -> pl.DataFrame:
-    chain = [(ticker, bars) for ticker in chain_tickers(day)
-             if (bars := options.option_bar_columns(ticker, day)) is not None and bars["t"].size]
+    chain = [(ticker, bars) for ticker, bars in options.chain_bar_columns(chain_tickers(day), day) if bars["t"].size]
     # Look-alike roots: a few SPY contracts' bars under another root (O:SPYG...), never SPY's.
     lookalikes = [(ticker.replace("O:SPY", f"O:{root}", 1), bars)
                   for root in OPTION_LOOKALIKE_ROOTS for ticker, bars in chain[:6] if ticker.startswith("O:SPY2")]

@@ -256,8 +256,7 @@ def option_minute_bars(option_ticker: str, day: dt.date) -> pl.DataFrame:
 
 
 def option_bar_columns(option_ticker: str, day: dt.date) -> BarColumns | None:
-    """`option_minute_bars` as read-only numpy columns (None where it is empty for want of a listing): a day
-    file joins some two hundred contracts' columns without building a frame for each."""
+    """`option_minute_bars` as read-only numpy columns (None where it is empty for want of a listing)."""
     try:
         contract = occ.parse_ticker(option_ticker)
     except occ.OccTickerError:
@@ -267,41 +266,77 @@ def option_bar_columns(option_ticker: str, day: dt.date) -> BarColumns | None:
     return _priced_bars(option_ticker, contract, day)
 
 
+def chain_bar_columns(option_tickers: list[str], day: dt.date) -> list[tuple[str, BarColumns]]:
+    """`option_bar_columns` of many contracts of one day, the tickers without a listing left out: a day file
+    prices its two hundred contracts as one array, the same numbers as one contract at a time."""
+    if not cal.is_trading_day(day):
+        return []
+    listed: dict[str, list[tuple[str, occ.OptionContract]]] = {}
+    for ticker in option_tickers:
+        try:
+            contract = occ.parse_ticker(ticker)
+        except occ.OccTickerError:
+            continue
+        if is_listed(contract, day):
+            listed.setdefault(contract.underlying, []).append((ticker, contract))
+    priced = {ticker: bars for contracts in listed.values()
+              for (ticker, _), bars in zip(contracts, _priced_chain(contracts, day), strict=True)}
+    return [(ticker, priced[ticker]) for ticker in option_tickers if ticker in priced]
+
+
 @lru_cache(maxsize=1024)
 def _priced_bars(option_ticker: str, contract: occ.OptionContract, day: dt.date) -> BarColumns:
-    grid = _day_grid(contract.underlying, day)
-    strike, is_call = float(contract.strike), contract.contract_type == "call"
-    years = np.maximum(_close_ms(contract.expiration) - grid.point_ms, 0) / MS_PER_YEAR
-    log_moneyness = np.log(strike / grid.spot)
+    return _priced_chain([(option_ticker, contract)], day)[0]
+
+
+def _priced_chain(contracts: list[tuple[str, occ.OptionContract]], day: dt.date) -> list[BarColumns]:
+    """The bars of contracts of one underlying on `day`: each contract's random draws from its own seeds, the
+    arithmetic on (contract, minute, point) arrays. Elementwise, so a contract's bars do not depend on the
+    others priced with it."""
+    grid = _day_grid(contracts[0][1].underlying, day)
+    shape = (len(contracts), *grid.spot.shape)
     minutes = grid.bar_ms.size
+    strike = np.array([float(contract.strike) for _, contract in contracts])[:, None, None]
+    is_call = np.array([contract.contract_type == "call" for _, contract in contracts])[:, None, None]
+    close_ms = np.array([_close_ms(contract.expiration) for _, contract in contracts], dtype=np.int64)
+    years = np.maximum(close_ms[:, None, None] - grid.point_ms, 0) / MS_PER_YEAR
+    log_moneyness = np.log(strike / grid.spot)
 
     # Noise shared by the call and the put of a strike keeps put-call parity; a little is the contract's own.
-    pair_rng = market._rng("option-pair", contract.underlying, contract.expiration, strike, day.isoformat())
-    own_rng = market._rng("option", option_ticker, day.isoformat())
-    vol_noise = (
-        1.0
-        + PAIR_NOISE * pair_rng.standard_normal()
-        + PAIR_MINUTE_NOISE * pair_rng.standard_normal(grid.spot.shape)
-        + CONTRACT_MINUTE_NOISE * own_rng.standard_normal(grid.spot.shape)
-    )
+    pair_level, pair_minute, own_minute = np.empty((shape[0], 1, 1)), np.empty(shape), np.empty(shape)
+    uniform, size_draw, trade_size_draw = np.empty((3, shape[0], minutes))
+    weights = np.empty(shape)
+    for i, (option_ticker, contract) in enumerate(contracts):
+        pair_rng = market._rng("option-pair", contract.underlying, contract.expiration, float(contract.strike),
+                               day.isoformat())
+        own_rng = market._rng("option", option_ticker, day.isoformat())
+        pair_level[i] = pair_rng.standard_normal()
+        pair_minute[i] = pair_rng.standard_normal(grid.spot.shape)
+        own_minute[i] = own_rng.standard_normal(grid.spot.shape)
+        uniform[i] = own_rng.random(minutes)
+        size_draw[i] = own_rng.lognormal(0.0, 1.0, minutes)
+        trade_size_draw[i] = own_rng.lognormal(1.3, 0.6, minutes)
+        weights[i] = own_rng.dirichlet(np.ones(POINTS_PER_MINUTE), minutes)
+    vol_noise = 1.0 + PAIR_NOISE * pair_level + PAIR_MINUTE_NOISE * pair_minute + CONTRACT_MINUTE_NOISE * own_minute
     sigma = smile(grid.atm_vol, log_moneyness, years) * vol_noise
     values = black_scholes.price(grid.spot, strike, years, RISK_FREE_RATE, DIVIDEND_YIELD, sigma, is_call)
     prices = np.maximum(np.round(values, 2), 0.01)
 
     # Liquidity falls with distance from the money in standard deviations of one day to one month.
-    z = np.abs(log_moneyness[:, 0]) / (grid.atm_vol[:, 0] * np.sqrt(np.clip(years[:, 0], 1.0 / 365.0, 30.0 / 365.0)))
-    p = trade_probability(z, years[:, 0], grid.activity)
-    traded = own_rng.random(minutes) < p
-    volume = np.maximum(1.0, np.round(400.0 * p**3 * grid.activity * own_rng.lognormal(0.0, 1.0, minutes)))
-    transactions = np.clip(np.round(volume / own_rng.lognormal(1.3, 0.6, minutes)), 1, volume).astype(np.int64)
-    weights = own_rng.dirichlet(np.ones(POINTS_PER_MINUTE), minutes)
+    first_years = years[:, :, 0]
+    z = np.abs(log_moneyness[:, :, 0]) / (grid.atm_vol[:, 0] * np.sqrt(np.clip(first_years, 1.0 / 365.0,
+                                                                                 30.0 / 365.0)))
+    p = trade_probability(z, first_years, grid.activity)
+    traded = uniform < p
+    volume = np.maximum(1.0, np.round(400.0 * p**3 * grid.activity * size_draw))
+    transactions = np.clip(np.round(volume / trade_size_draw), 1, volume).astype(np.int64)
 
-    opens, closes = prices[:, 0], prices[:, -1]
-    highs, lows = prices.max(axis=1), prices.min(axis=1)
-    vwap = np.clip(np.round((prices * weights).sum(axis=1), 4), lows, highs)
+    opens, closes = prices[:, :, 0], prices[:, :, -1]
+    highs, lows = prices.max(axis=2), prices.min(axis=2)
+    vwap = np.clip(np.round((prices * weights).sum(axis=2), 4), lows, highs)
     single = transactions == 1  # one trade: a single price
     columns = {
-        "t": grid.bar_ms,
+        "t": np.broadcast_to(grid.bar_ms, closes.shape),
         "o": np.where(single, closes, opens),
         "h": np.where(single, closes, highs),
         "l": np.where(single, closes, lows),
@@ -310,7 +345,10 @@ def _priced_bars(option_ticker: str, contract: occ.OptionContract, day: dt.date)
         "vw": np.where(single, closes, vwap),
         "n": transactions,
     }
-    traded_columns = {name: values[traded] for name, values in columns.items()}  # the minutes with a trade
-    for values in traded_columns.values():
-        values.setflags(write=False)  # cached: shared by every caller
-    return traded_columns
+    chain = []
+    for i in range(len(contracts)):
+        traded_columns = {name: values[i][traded[i]] for name, values in columns.items()}  # minutes with a trade
+        for values in traded_columns.values():
+            values.setflags(write=False)  # cached: shared by every caller
+        chain.append(traded_columns)
+    return chain
