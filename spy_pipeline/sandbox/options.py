@@ -257,13 +257,19 @@ def option_minute_bars(option_ticker: str, day: dt.date) -> pl.DataFrame:
 
 def option_bar_columns(option_ticker: str, day: dt.date) -> BarColumns | None:
     """`option_minute_bars` as read-only numpy columns (None where it is empty for want of a listing)."""
+    contract = _listed(option_ticker, day)
+    if contract is None or not cal.is_trading_day(day):
+        return None
+    return _priced_bars(option_ticker, contract, day)
+
+
+def _listed(option_ticker: str, day: dt.date) -> occ.OptionContract | None:
+    """The contract of a well-formed ticker listed on `day`, else None."""
     try:
         contract = occ.parse_ticker(option_ticker)
     except occ.OccTickerError:
         return None
-    if not is_listed(contract, day) or not cal.is_trading_day(day):
-        return None
-    return _priced_bars(option_ticker, contract, day)
+    return contract if is_listed(contract, day) else None
 
 
 def chain_bar_columns(option_tickers: list[str], day: dt.date) -> list[tuple[str, BarColumns]]:
@@ -273,11 +279,7 @@ def chain_bar_columns(option_tickers: list[str], day: dt.date) -> list[tuple[str
         return []
     listed: dict[str, list[tuple[str, occ.OptionContract]]] = {}
     for ticker in option_tickers:
-        try:
-            contract = occ.parse_ticker(ticker)
-        except occ.OccTickerError:
-            continue
-        if is_listed(contract, day):
+        if (contract := _listed(ticker, day)) is not None:
             listed.setdefault(contract.underlying, []).append((ticker, contract))
     priced = {ticker: bars for contracts in listed.values()
               for (ticker, _), bars in zip(contracts, _priced_chain(contracts, day), strict=True)}
