@@ -71,9 +71,23 @@ def test_every_chart_is_a_1600_by_900_png(day_frames) -> None:
         assert pixels.std() > 0.05, f"{name} is blank"
 
 
+def test_a_chart_drawn_once_has_the_pixels_matplotlib_saves(day_frames) -> None:
+    # the oracle: matplotlib's own savefig at the same DPI, drawn on a figure of its own
+    frame, events = day_frames
+    for name, (_, build) in charts.DAILY_CHARTS.items():
+        saved = io.BytesIO()
+        build(frame, events, DAY, charts.session_et(DAY)).savefig(saved, format="png", dpi=charts.DPI)
+        expected = _decoded(saved.getvalue())
+        picture, _ = charts.render(build(frame, events, DAY, charts.session_et(DAY)))
+        drawn = _decoded(picture)
+        assert (expected[..., 3] == 1).all(), f"{name}: not opaque, so RGB would lose something"
+        assert drawn.shape == (900, 1600, 3), name
+        assert np.array_equal(drawn, expected[..., :3]), f"{name}: other pixels than savefig's"
+
+
 def test_a_thumbnail_is_the_chart_downscaled_and_small(figures) -> None:
-    picture = charts.png(figures["spy_price_indicators"])
-    data = charts.thumbnail(picture)
+    image = charts.pixels(figures["spy_price_indicators"])
+    picture, data = charts.encode(image), charts.thumbnail(image)
     assert _decoded(data).shape[:2] == (360, 640)
     assert len(data) <= charts.MAX_THUMBNAIL_BYTES
     # the same picture, smaller: the brightness of 36 horizontal bands (25 rows of the chart, 10 of the
@@ -82,7 +96,7 @@ def test_a_thumbnail_is_the_chart_downscaled_and_small(figures) -> None:
     bands = full.reshape(36, 25).mean(axis=1), small.reshape(36, 10).mean(axis=1)
     assert np.corrcoef(*bands)[0, 1] > 0.99
     assert np.abs(bands[0] - bands[1]).max() < 0.02
-    tight = charts.thumbnail(picture, max_bytes=len(data) - 1)
+    tight = charts.thumbnail(image, max_bytes=len(data) - 1)
     assert _decoded(tight).shape[1] < 640 and len(tight) < len(data)
 
 

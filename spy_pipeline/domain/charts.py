@@ -6,8 +6,8 @@ no pyplot, no global figure registry, safe to call from several threads. Times o
 America/New_York wall-clock times of the regular session.
 
 Speed (a range backfill draws five charts a day): a day's many bars are one PolyCollection each (one artist,
-not hundreds of Rectangles); each chart is drawn once, and its thumbnail is that picture downscaled;
-PNGs are written with fast zlib compression. `render_day` is picklable work for a process pool.
+not hundreds of Rectangles); each chart is drawn once, its PNG and its thumbnail (that picture downscaled) both
+encoded from the canvas's pixels, with fast zlib compression. `render_day` is picklable work for a process pool.
 
 Inputs: `consolidated` frames (schemas.CONSOLIDATED: one row per option contract per minute, the SPY and VIX
 columns repeated on every row of a minute) and options_movement events (scanner.EVENT_COLUMNS).
@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from spy_pipeline.domain import trading_calendar as cal
 
@@ -53,25 +54,49 @@ CHART_COLUMNS = [
 ]
 
 
+def pixels(figure: Figure) -> Image.Image:
+    """The figure drawn once on its Agg canvas at its own DPI, as RGB: the same pixels `savefig` writes at that
+    DPI, without its second drawing. The charts are opaque (white figure background), so alpha carries nothing."""
+    canvas = figure.canvas
+    canvas.draw()
+    return Image.frombuffer("RGBA", canvas.get_width_height(physical=True), canvas.buffer_rgba(),
+                            "raw", "RGBA", 0, 1).convert("RGB")
+
+
+def encode(image: Image.Image, dpi: float = DPI) -> bytes:
+    """An image as PNG bytes (fast zlib), with the DPI and software matplotlib's own PNGs carry."""
+    info = PngInfo()
+    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", dpi=(dpi, dpi), pnginfo=info, **PNG_OPTIONS)
+    return buffer.getvalue()
+
+
 def png(figure: Figure, dpi: int = DPI) -> bytes:
     """The figure as PNG bytes, WIDTH_IN x HEIGHT_IN inches at `dpi` (1600 x 900 at the default)."""
+    if dpi == figure.dpi:
+        return encode(pixels(figure), dpi)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs=PNG_OPTIONS)
     return buffer.getvalue()
 
 
-def thumbnail(picture: bytes, max_bytes: int = MAX_THUMBNAIL_BYTES) -> bytes:
-    """A chart's PNG downscaled (same aspect) to the widest of THUMBNAIL_WIDTHS whose PNG fits `max_bytes`:
-    cheaper than drawing the figure again at a lower DPI, and the same picture."""
-    with Image.open(io.BytesIO(picture)) as image:
-        image.load()
-        for width in THUMBNAIL_WIDTHS:
-            height = round(image.height * width / image.width)
-            buffer = io.BytesIO()
-            image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0).save(
-                buffer, format="png", optimize=False, **PNG_OPTIONS)
-            if buffer.tell() <= max_bytes:
-                break
+def render(figure: Figure) -> tuple[bytes, bytes]:
+    """The figure drawn once at its DPI: (its PNG, its thumbnail), both from the same pixels."""
+    image = pixels(figure)
+    return encode(image, figure.dpi), thumbnail(image)
+
+
+def thumbnail(image: Image.Image, max_bytes: int = MAX_THUMBNAIL_BYTES) -> bytes:
+    """A chart's picture (`pixels`) downscaled (same aspect) to the widest of THUMBNAIL_WIDTHS whose PNG fits
+    `max_bytes`: cheaper than drawing the figure again at a lower DPI, and the same picture."""
+    for width in THUMBNAIL_WIDTHS:
+        height = round(image.height * width / image.width)
+        buffer = io.BytesIO()
+        image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0).save(
+            buffer, format="png", optimize=False, **PNG_OPTIONS)
+        if buffer.tell() <= max_bytes:
+            break
     return buffer.getvalue()
 
 
@@ -328,11 +353,7 @@ def render_day(
     """Every chart of `day` by name: (its PNG, its thumbnail). Each figure is drawn once. A module-level
     function of frames, so a process pool can run it (`consolidated` may hold CHART_COLUMNS only; with the
     day's `session` the worker needs no exchange calendar)."""
-    rendered = {}
-    for name, figure in daily_figures(consolidated, events, day, session).items():
-        picture = png(figure)
-        rendered[name] = (picture, thumbnail(picture))
-    return rendered
+    return {name: render(figure) for name, figure in daily_figures(consolidated, events, day, session).items()}
 
 
 def price_chart(consolidated: pl.DataFrame, day: dt.date | None = None) -> bytes:

@@ -51,7 +51,7 @@ def _per_chart_seconds(frames, previous: bool) -> dict[str, float]:
                 charts.png(figure)
                 charts.png(figure, dpi=PREVIOUS_THUMBNAIL_DPI)
             else:
-                charts.thumbnail(charts.png(build(consolidated, events, day, session)))
+                charts.render(build(consolidated, events, day, session))
             seconds[name].append(time.process_time() - started)
     return {name: statistics.median(values) for name, values in seconds.items()}
 

@@ -38,7 +38,7 @@ def range_charts(
     1600x900 PNG: SPY's daily realized volatility (regular-session 1-minute log returns, x sqrt(252 x 390))
     against the near-the-money options' median IV and VIX close / 100; the scanner's events by trigger hour
     (ET). Rewritten under reports/charts/range/ on each materialization."""
-    from spy_pipeline.domain.charts import png, thumbnail  # see DRAWING_MODULES
+    from spy_pipeline.domain.charts import render  # see DRAWING_MODULES
     from spy_pipeline.domain.range_charts import RANGE_CHARTS, day_volatility, range_figures, volatility_frame
 
     started = time.monotonic()
@@ -82,11 +82,11 @@ def range_charts(
     files = []
     for name, figure in range_figures(daily, events, scanned).items():
         path = f"{store.dataset_path(*RANGE_FOLDER)}/{name}.png"
-        picture = png(figure)
+        picture, thumbnail = render(figure)
         size = root.write_bytes(picture, path)
         files.append({"path": store.relative(path), "bytes": size})
         metadata[f"{name}_path"] = MetadataValue.path(store.uri(path))
-        metadata[name] = inline_image(f"{RANGE_CHARTS[name]}, {days[0]} to {days[-1]}", thumbnail(picture))
+        metadata[name] = inline_image(f"{RANGE_CHARTS[name]}, {days[0]} to {days[-1]}", thumbnail)
     metadata["written_files"] = MetadataValue.json(files)
     context.log.info(
         f"{len(files)} range charts over {len(days)} days under {store.uri(store.dataset_path(*RANGE_FOLDER))} "
