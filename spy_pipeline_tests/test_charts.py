@@ -71,15 +71,14 @@ def test_every_chart_is_a_1600_by_900_png(day_frames) -> None:
         assert pixels.std() > 0.05, f"{name} is blank"
 
 
-def test_a_chart_drawn_once_has_the_pixels_matplotlib_saves(day_frames) -> None:
-    # the oracle: matplotlib's own savefig at the same DPI, drawn on a figure of its own
-    frame, events = day_frames
-    for name, (_, build) in charts.DAILY_CHARTS.items():
+def test_a_chart_drawn_once_has_the_pixels_matplotlib_saves(figures) -> None:
+    # the oracle: matplotlib's own savefig at the same DPI; the price chart (filled band, bar collection, three
+    # panels) and the events timeline (bars with edges, a colour bar with log-scale labels)
+    for name in ("spy_price_indicators", "scanner_events"):
         saved = io.BytesIO()
-        build(frame, events, DAY, charts.session_et(DAY)).savefig(saved, format="png", dpi=charts.DPI)
+        figures[name].savefig(saved, format="png", dpi=charts.DPI)
         expected = _decoded(saved.getvalue())
-        picture, _ = charts.render(build(frame, events, DAY, charts.session_et(DAY)))
-        drawn = _decoded(picture)
+        drawn = _decoded(charts.render(figures[name])[0])
         assert (expected[..., 3] == 1).all(), f"{name}: not opaque, so RGB would lose something"
         assert drawn.shape == (900, 1600, 3), name
         assert np.array_equal(drawn, expected[..., :3]), f"{name}: other pixels than savefig's"
