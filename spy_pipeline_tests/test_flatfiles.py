@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +27,7 @@ from spy_pipeline.polygon.flatfiles import (
     OPTIONS_DATASET,
     STOCKS_DATASET,
     FlatFileForbiddenError,
+    FlatFileNotPublishedError,
     FlatFilesClient,
     object_key,
 )
@@ -345,3 +348,36 @@ def test_a_new_header_column_is_ignored_and_reported_by_a_warning_check(
     [header] = [e for e in result.get_asset_check_evaluations() if e.check_name == "flat_file_header"]
     assert not header.passed and header.severity.value == "WARN"
     assert header.description == f"{key}: new column(s) vwap, otc (ignored)"
+
+
+def test_day_files_are_read_two_at_a_time_and_kept_in_day_order() -> None:
+    days = cal.trading_days(dt.date(2025, 1, 6), dt.date(2025, 1, 17))
+    both_reading = threading.Barrier(2, timeout=5)
+    finished: list[dt.date] = []
+
+    def read(day: dt.date) -> str:
+        if day in days[:2]:
+            both_reading.wait()  # broken (an error) unless the first two days are read at the same time
+        if day == days[0]:
+            time.sleep(0.2)  # the first day ends last
+        finished.append(day)
+        return f"file of {day}"
+
+    files = flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
+    assert list(files) == days and all(files[day] == f"file of {day}" for day in days)
+    assert finished[0] != days[0]
+
+
+def test_a_missing_day_file_is_rest_in_auto_and_the_first_failing_day_is_raised() -> None:
+    days = cal.trading_days(dt.date(2025, 1, 6), dt.date(2025, 1, 10))
+
+    def read(day: dt.date) -> str:
+        if day in (days[1], days[3]):
+            raise FlatFileNotPublishedError(f"no object for {day}")
+        return str(day)
+
+    auto = flat_ingest._day_files(FlatFiles(None, Path("unused"), "auto"), read, days)
+    assert [day for day, file in auto.items() if file is None] == [days[1], days[3]]
+    with pytest.raises(FlatFileNotPublishedError, match=f"no object for {days[1]}"):
+        flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
+

@@ -5,8 +5,9 @@
 - auto: the day's object when flat files are configured and it exists; REST for the other days.
 
 Every day of a run is read before anything is written: a broken object fails the run with the data dir as
-it was. The SPY options rows of a day are kept in a spool file named by the object's ETag, so options_contracts
-(chain) and raw_options_bars together cost one GET per day; raw_options_bars only asks for the ETag (a HEAD).
+it was. Day files are read DAY_FILES_IN_FLIGHT at a time, so that one downloads while another is parsed. The
+SPY options rows of a day are kept in a spool file named by the object's ETag, so options_contracts (chain) and
+raw_options_bars together cost one GET per day; raw_options_bars only asks for the ETag (a HEAD).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -42,6 +44,9 @@ from spy_pipeline.settings import ConfigError
 
 Source = Literal["auto", "rest", "flat_files"]
 SOURCES: tuple[str, ...] = get_args(Source)
+# Two day files at once: a download (network, or the sandbox writing it) and a parse (polars, zlib) overlap;
+# more would only hold more days' rows in memory at once.
+DAY_FILES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -59,14 +64,23 @@ class FlatFiles:
         return self.source != "rest" and self.client is not None
 
 
-def _flat_or_none(flat: FlatFiles, read: callable, day: dt.date) -> DayFile | None:  # type: ignore[valid-type]
-    """The day file, or None when `auto` falls back to REST because the object is not there (yet)."""
-    try:
-        return read()
-    except FlatFileNotPublishedError:
-        if flat.source == "flat_files":
-            raise
-        return None
+def _day_files(flat: FlatFiles, read: Callable[[dt.date], DayFile], days: Sequence[dt.date],
+                  ) -> dict[dt.date, DayFile | None]:
+    """Each day's file by `read(day)`, DAY_FILES_IN_FLIGHT at a time, in day order; None for a day when `auto`
+    falls back to REST because its object is not there (yet). Any other error of a day is raised (the first
+    in day order), once the reads under way have ended."""
+    def read_or_none(day: dt.date) -> DayFile | None:
+        try:
+            return read(day)
+        except FlatFileNotPublishedError:
+            if flat.source == "flat_files":
+                raise
+            return None
+
+    if len(days) <= 1:
+        return {day: read_or_none(day) for day in days}
+    with ThreadPoolExecutor(DAY_FILES_IN_FLIGHT, thread_name_prefix="day-file") as pool:
+        return dict(zip(days, pool.map(read_or_none, days), strict=True))
 
 
 def _written(root: DataRoot, day: dt.date, frame: pl.DataFrame, path: str, day_file: DayFile) -> PartitionWritten:
@@ -85,8 +99,7 @@ def ingest_minute_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path | 
     if not flat.uses_flat_files():
         return ingest.ingest_minute_bars(client, root, ticker, days)
     assert flat.client is not None
-    files = {day: _flat_or_none(flat, lambda d=day: read_day(flat.client, d, frozenset({ticker})), day)
-             for day in sorted(days)}
+    files = _day_files(flat, lambda day: read_day(flat.client, day, frozenset({ticker})), sorted(days))
     empty = [str(day) for day, file in files.items() if file is not None and file.bars.height == 0]
     if empty:
         raise EmptyDataError(f"Polygon returned no {ticker} minute bars for trading day(s) {', '.join(empty)} "
@@ -141,10 +154,10 @@ def discover_chain(client: PolygonClient, flat: FlatFiles, data_dir: Path | Data
     `max_rest_requests` requests."""
     root = storage.as_data_root(data_dir)
     chosen: dict[dt.date, tuple[pl.DataFrame, DayFile | None]] = {}
-    for day in days:
+    files = _day_files(flat, lambda day: options_day(flat, day, underlying), days) if flat.uses_flat_files() \
+        else dict.fromkeys(days)
+    for day, file in files.items():
         open_price = ingest.session_open_price(root, day, underlying)
-        file = _flat_or_none(flat, lambda d=day: options_day(flat, d, underlying), day) if flat.uses_flat_files() \
-            else None
         if file is not None:
             chosen[day] = (chain_from_bars(file.bars, underlying, open_price, day, filters), file)
             continue
@@ -178,7 +191,7 @@ def ingest_options_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path |
     root = storage.as_data_root(data_dir)
     files: dict[dt.date, DayFile | None] = dict.fromkeys(days)
     if flat.uses_flat_files():
-        files = {day: _flat_or_none(flat, lambda d=day: options_day(flat, d), day) for day in days}
+        files = _day_files(flat, lambda day: options_day(flat, day), days)
     rest_days = [day for day, file in files.items() if file is None]
     frames = {}
     for day, file in files.items():

@@ -48,13 +48,30 @@ class ObjectInfo:
 
 @dataclass
 class FlatFileStats:
+    """What a client asked for; counted under a lock, since several day files download at once."""
+
     heads: int = 0
     gets: int = 0
     bytes_received: int = 0
     keys: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_head(self) -> None:
+        with self._lock:
+            self.heads += 1
+
+    def count_get(self, key: str) -> None:
+        with self._lock:
+            self.gets += 1
+            self.keys.append(key)
+
+    def count_bytes(self, received: int) -> None:
+        with self._lock:
+            self.bytes_received += received
 
     def snapshot(self) -> dict[str, int]:
-        return {"heads": self.heads, "gets": self.gets, "bytes_received": self.bytes_received}
+        with self._lock:
+            return {"heads": self.heads, "gets": self.gets, "bytes_received": self.bytes_received}
 
 
 class FlatFilesClient:
@@ -76,7 +93,7 @@ class FlatFilesClient:
 
     def head(self, key: str) -> ObjectInfo | None:
         """The object's ETag and size; None when it does not exist (yet)."""
-        self.stats.heads += 1
+        self.stats.count_head()
         try:
             answer = self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -90,8 +107,7 @@ class FlatFilesClient:
     @contextmanager
     def open(self, key: str) -> Iterator[tuple[ObjectInfo, BinaryIO]]:
         """A GET of the object: its info and the streaming body (closed on leaving)."""
-        self.stats.gets += 1
-        self.stats.keys.append(key)
+        self.stats.count_get(key)
         try:
             answer = self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -140,7 +156,7 @@ class _CountingStream:
             chunk = self._body.read(None if size is None or size < 0 else size)  # type: ignore[attr-defined]
         except (BotoCoreError, OSError) as exc:  # a dropped connection, a short body
             raise PolygonUnavailableError(f"the download of {self._key} was interrupted: {exc}") from None
-        self._stats.bytes_received += len(chunk)
+        self._stats.count_bytes(len(chunk))
         return chunk
 
     def readable(self) -> bool:
