@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import structlog
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from spy_pipeline.defs.raw.assets import raw_spy_bars, raw_vix_bars
@@ -356,6 +357,7 @@ def test_day_files_are_read_two_at_a_time_and_kept_in_day_order() -> None:
     finished: list[dt.date] = []
 
     def read(day: dt.date) -> str:
+        assert structlog.contextvars.get_contextvars() == {"run_id": "the run"}, "the caller's log context"
         if day in days[:2]:
             both_reading.wait()  # broken (an error) unless the first two days are read at the same time
         if day == days[0]:
@@ -363,7 +365,8 @@ def test_day_files_are_read_two_at_a_time_and_kept_in_day_order() -> None:
         finished.append(day)
         return f"file of {day}"
 
-    files = flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
+    with structlog.contextvars.bound_contextvars(run_id="the run"):
+        files = flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
     assert list(files) == days and all(files[day] == f"file of {day}" for day in days)
     assert finished[0] != days[0]
 

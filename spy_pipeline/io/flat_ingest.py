@@ -12,6 +12,7 @@ raw_options_bars together cost one GET per day; raw_options_bars only asks for t
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import io
 import json
@@ -79,8 +80,9 @@ def _day_files(flat: FlatFiles, read: Callable[[dt.date], DayFile], days: Sequen
 
     if len(days) <= 1:
         return {day: read_or_none(day) for day in days}
+    caller = contextvars.copy_context()  # the run's log context (run id) in the reading threads too
     with ThreadPoolExecutor(DAY_FILES_IN_FLIGHT, thread_name_prefix="day-file") as pool:
-        return dict(zip(days, pool.map(read_or_none, days), strict=True))
+        return dict(zip(days, pool.map(lambda day: caller.copy().run(read_or_none, day), days), strict=True))
 
 
 def _written(root: DataRoot, day: dt.date, frame: pl.DataFrame, path: str, day_file: DayFile) -> PartitionWritten:
