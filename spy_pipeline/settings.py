@@ -204,8 +204,8 @@ class Settings(BaseSettings):
     # --- end of scanner floors ---
     chart_processes: int = Field(
         default=0, ge=0, le=64, validation_alias="SPY_PIPELINE_CHART_PROCESSES",
-        description="Processes that draw a range's daily charts side by side; 0 means one per CPU core. A single "
-        "day is drawn in the run's own process.",
+        description="Processes that draw a range's daily charts side by side; 0 means one per CPU core, each with "
+        "at least two days to draw (fewer than four days are drawn in the run's own process).",
     )
 
     @field_validator("equity_tickers", mode="before")

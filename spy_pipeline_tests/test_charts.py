@@ -195,11 +195,11 @@ pickle.dump((rendered, sorted(m for m in ("exchange_calendars", "pandas") if m i
     assert rendered == charts.render_day(frame, events, DAY)  # the calendar's own session: the same pictures
 
 
-def test_chart_processes_default_to_the_cores_and_never_exceed_the_days(monkeypatch) -> None:
+def test_chart_processes_default_to_the_cores_with_two_days_each_and_never_exceed_the_days(monkeypatch) -> None:
     monkeypatch.setattr(chart_rendering.os, "cpu_count", lambda: 4)
-    assert chart_rendering.process_count(0, 21) == 4
-    assert chart_rendering.process_count(0, 3) == 3
-    assert chart_rendering.process_count(2, 21) == 2
+    assert [chart_rendering.process_count(0, days) for days in (1, 2, 3, 4, 5, 7, 8, 21)] == [1, 1, 1, 2, 2, 3, 4, 4]
+    assert chart_rendering.process_count(2, 21) == 2  # as configured
+    assert chart_rendering.process_count(3, 3) == 3
     assert chart_rendering.process_count(8, 1) == 1
 
 

@@ -21,11 +21,17 @@ from spy_pipeline.domain import charts
 DayInputs = tuple[pl.DataFrame, pl.DataFrame, dt.date]  # consolidated, options_movement events, the day
 Rendered = dict[str, tuple[bytes, bytes]]  # chart name -> (PNG, thumbnail PNG)
 IN_FLIGHT_PER_PROCESS = 2
+# Starting a worker (a fresh interpreter importing polars and matplotlib) costs about as much CPU as drawing a
+# day's five charts, so by default a worker is started only for at least this many days.
+DAYS_PER_WORKER = 2
 
 
 def process_count(configured: int, days: int) -> int:
-    """Processes to draw `days` days with: `configured`, or one per CPU core when 0; never more than the days."""
-    return max(1, min(configured or os.cpu_count() or 1, days))
+    """Processes to draw `days` days with: `configured` (never more than the days), or when 0 one per CPU core
+    with at least DAYS_PER_WORKER days each (2 or 3 days: one process, as fast and without the workers' start)."""
+    if configured:
+        return max(1, min(configured, days))
+    return max(1, min(os.cpu_count() or 1, days // DAYS_PER_WORKER))
 
 
 def render_days(inputs: Iterable[DayInputs], processes: int) -> Iterator[tuple[dt.date, Rendered]]:
