@@ -65,11 +65,11 @@ class FlatFiles:
         return self.source != "rest" and self.client is not None
 
 
-def _day_files(flat: FlatFiles, read: Callable[[dt.date], DayFile], days: Sequence[dt.date],
-                  ) -> dict[dt.date, DayFile | None]:
+def _day_files(flat: FlatFiles, read: Callable[[dt.date], DayFile], days: Sequence[dt.date]
+               ) -> dict[dt.date, DayFile | None]:
     """Each day's file by `read(day)`, DAY_FILES_IN_FLIGHT at a time, in day order; None for a day when `auto`
     falls back to REST because its object is not there (yet). Any other error of a day is raised (the first
-    in day order), once the reads under way have ended."""
+    in day order) once the reads under way have ended; `map` cancels the days not started yet."""
     def read_or_none(day: dt.date) -> DayFile | None:
         try:
             return read(day)
