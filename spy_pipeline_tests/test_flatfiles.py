@@ -351,6 +351,11 @@ def test_a_new_header_column_is_ignored_and_reported_by_a_warning_check(
     assert header.description == f"{key}: new column(s) vwap, otc (ignored)"
 
 
+def _configured(source: str) -> FlatFiles:
+    """Flat files as configured (any client: the tests give `_day_files` their own reader)."""
+    return FlatFiles(object(), Path("unused"), source)  # type: ignore[arg-type]
+
+
 def test_day_files_are_read_two_at_a_time_and_kept_in_day_order() -> None:
     days = cal.trading_days(dt.date(2025, 1, 6), dt.date(2025, 1, 17))
     both_reading = threading.Barrier(2, timeout=5)
@@ -366,7 +371,7 @@ def test_day_files_are_read_two_at_a_time_and_kept_in_day_order() -> None:
         return f"file of {day}"
 
     with structlog.contextvars.bound_contextvars(run_id="the run"):
-        files = flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
+        files = flat_ingest._day_files(_configured("flat_files"), read, days)
     assert list(files) == days and all(files[day] == f"file of {day}" for day in days)
     assert finished[0] != days[0]
 
@@ -379,11 +384,13 @@ def test_a_missing_day_file_is_rest_in_auto_and_the_first_failing_day_is_raised(
             raise FlatFileNotPublishedError(f"no object for {day}")
         return str(day)
 
-    auto = flat_ingest._day_files(FlatFiles(None, Path("unused"), "auto"), read, days)
+    auto = flat_ingest._day_files(_configured("auto"), read, days)
     assert [day for day, file in auto.items() if file is None] == [days[1], days[3]]
+    # REST chosen, or flat files not configured under auto: every day goes to REST, nothing is read
+    for flat in (_configured("rest"), FlatFiles(None, Path("unused"), "auto")):
+        assert flat_ingest._day_files(flat, lambda day: pytest.fail(f"{day} read"), days) == dict.fromkeys(days)
     with pytest.raises(FlatFileNotPublishedError, match=f"no object for {days[1]}"):
-        flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
-
+        flat_ingest._day_files(_configured("flat_files"), read, days)
 
 
 def test_after_a_failing_day_the_days_not_started_are_not_read() -> None:
@@ -398,5 +405,5 @@ def test_after_a_failing_day_the_days_not_started_are_not_read() -> None:
         return str(day)
 
     with pytest.raises(PolygonUnavailableError, match=str(days[0])):
-        flat_ingest._day_files(FlatFiles(None, Path("unused"), "flat_files"), read, days)
+        flat_ingest._day_files(_configured("flat_files"), read, days)
     assert len(started) <= 3 < len(days), started  # the failing day, the one beside it, at most one more

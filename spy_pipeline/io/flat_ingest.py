@@ -67,9 +67,13 @@ class FlatFiles:
 
 def _day_files(flat: FlatFiles, read: Callable[[dt.date], DayFile], days: Sequence[dt.date]
                ) -> dict[dt.date, DayFile | None]:
-    """Each day's file by `read(day)`, DAY_FILES_IN_FLIGHT at a time, in day order; None for a day when `auto`
-    falls back to REST because its object is not there (yet). Any other error of a day is raised (the first
-    in day order) once the reads under way have ended; `map` cancels the days not started yet."""
+    """Each day's file by `read(day)`, DAY_FILES_IN_FLIGHT at a time, in day order; None for a day that goes to
+    REST: every day when flat files are not used, else a day whose object is not there (yet) under `auto`. Any
+    other error of a day is raised (the first in day order) once the reads under way have ended; `map` cancels
+    the days not started yet."""
+    if not flat.uses_flat_files():
+        return dict.fromkeys(days)
+
     def read_or_none(day: dt.date) -> DayFile | None:
         try:
             return read(day)
@@ -156,8 +160,7 @@ def discover_chain(client: PolygonClient, flat: FlatFiles, data_dir: Path | Data
     `max_rest_requests` requests."""
     root = storage.as_data_root(data_dir)
     chosen: dict[dt.date, tuple[pl.DataFrame, DayFile | None]] = {}
-    files = _day_files(flat, lambda day: options_day(flat, day, underlying), days) if flat.uses_flat_files() \
-        else dict.fromkeys(days)
+    files = _day_files(flat, lambda day: options_day(flat, day, underlying), days)
     for day, file in files.items():
         open_price = ingest.session_open_price(root, day, underlying)
         if file is not None:
@@ -191,9 +194,7 @@ def ingest_options_bars(client: PolygonClient, flat: FlatFiles, data_dir: Path |
     """raw/options/{day}.parquet for the contracts of raw/options/contracts/{day}: the rows of the day's options
     object (the spool, else one GET), or REST per contract for the days without one."""
     root = storage.as_data_root(data_dir)
-    files: dict[dt.date, DayFile | None] = dict.fromkeys(days)
-    if flat.uses_flat_files():
-        files = _day_files(flat, lambda day: options_day(flat, day), days)
+    files = _day_files(flat, lambda day: options_day(flat, day), days)
     rest_days = [day for day, file in files.items() if file is None]
     frames = {}
     for day, file in files.items():
