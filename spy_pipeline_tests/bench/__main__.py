@@ -13,8 +13,10 @@ from spy_pipeline_tests.bench import (
     targets,
     transport,
 )
+from spy_pipeline_tests.bench.results import machine_line
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)
     for bench in (backfill, transport, sandbox, greeks, targets, consolidation, lake, streaming, live_scanner,
                   flatfiles, charts):
         bench.main()
