@@ -8,6 +8,7 @@ Figures are merged into bench/results.json under "charts".
 import datetime as dt
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,17 +70,28 @@ def _whole_graph() -> dict[str, object]:
         env = {**os.environ, "SPY_PIPELINE_DATA_DIR": f"{tmp}/data", "DAGSTER_HOME": f"{tmp}/home"}
         for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL", "POLYGON_S3_ACCESS_KEY_ID", "POLYGON_S3_SECRET_ACCESS_KEY"):
             env.pop(name, None)  # the embedded sandbox
-        started = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        started, cpu_started = time.perf_counter(), _children_cpu_seconds()
         run = subprocess.run([str(Path(sys.executable).with_name("spy-pipeline")), "run", *WHOLE_GRAPH], cwd=tmp,
                              env=env, capture_output=True, text=True, timeout=1800)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, _children_cpu_seconds() - cpu_started
     if run.returncode != 0:
         raise RuntimeError(f"spy-pipeline run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
     steps = {name: float(s) for name, s in re.findall(r"^    (\w+): done \(.*?([\d.]+) s\)$", run.stdout, re.M)}
     [summary] = re.findall(r"^Summary: succeeded in ([\d.]+) s", run.stdout, re.M)
-    [per_chart] = re.findall(r"charts of \d+ days in [\d.]+ s with \d+ process\w* \(([\d.]+) s a chart\)", run.stderr)
+    [(chart_processes, per_chart)] = re.findall(
+        r"charts of \d+ days in [\d.]+ s with (\d+) process\w* \(([\d.]+) s a chart\)", run.stderr)
     return {"runs_seconds": float(summary), "process_seconds": round(wall, 1), "steps_seconds": steps,
-            "seconds_per_chart": float(per_chart)}
+            "seconds_per_chart": float(per_chart), "chart_processes": int(chart_processes),
+            "cpu_seconds": round(cpu, 1), "load_average_before": round(load_before, 2)}
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of the waited-for child processes (and theirs): a run's chart workers included. A shared
+    machine's load inflates wall seconds; CPU seconds much less, so the two together tell a slow run from a
+    crowded one."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -102,8 +114,10 @@ def main() -> None:
     whole = _whole_graph()
     steps = whole["steps_seconds"]
     print(f"spy-pipeline run {' '.join(WHOLE_GRAPH)} (embedded sandbox, fresh data dir): {whole['runs_seconds']} s "
-          f"of runs ({whole['process_seconds']} s with start-up); daily_charts {steps.get('daily_charts')} s "
-          f"({whole['seconds_per_chart']} s a chart), raw_options_bars {steps.get('raw_options_bars')} s, "
+          f"of runs ({whole['process_seconds']} s with start-up, {whole['cpu_seconds']} CPU s, load average "
+          f"{whole['load_average_before']} before); daily_charts {steps.get('daily_charts')} s "
+          f"({whole['seconds_per_chart']} s a chart, {whole['chart_processes']} processes), "
+          f"raw_options_bars {steps.get('raw_options_bars')} s, "
           f"the other steps {sum(v for k, v in steps.items() if k not in ('daily_charts', 'raw_options_bars')):.1f} s")
     merge_results("charts", {
         "cpu_seconds_per_chart": now, "previous_cpu_seconds_per_chart": before,
