@@ -70,8 +70,9 @@ def _whole_graph() -> dict[str, object]:
         env = {**os.environ, "SPY_PIPELINE_DATA_DIR": f"{tmp}/data", "DAGSTER_HOME": f"{tmp}/home"}
         for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL", "POLYGON_S3_ACCESS_KEY_ID", "POLYGON_S3_SECRET_ACCESS_KEY"):
             env.pop(name, None)  # the embedded sandbox
-        env.pop("SPY_PIPELINE_CHART_PROCESSES", None)  # the default; the tests' conftest, imported by other
-        # benches in the same process, sets it to 1
+        # the default chart processes: the live-scanner bench imports test_live_scanner, whose import of the
+        # tests' conftest sets SPY_PIPELINE_CHART_PROCESSES=1 in this process
+        env.pop("SPY_PIPELINE_CHART_PROCESSES", None)
         load_before = os.getloadavg()[0]
         started, cpu_started = time.perf_counter(), _children_cpu_seconds()
         run = subprocess.run([str(Path(sys.executable).with_name("spy-pipeline")), "run", *WHOLE_GRAPH], cwd=tmp,
