@@ -15,10 +15,10 @@ import urllib3
 from dagster import DagsterInstance, materialize
 
 from spy_pipeline.sandbox.server import SandboxServer
+from spy_pipeline_tests.sandbox_replay import SANDBOX_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = Path(__file__).resolve().parent / "polygon_fixtures"
-SANDBOX_KEY = "test-key-5f1c2a9e"
 
 
 # `make test`'s parallel workers: which tests share one (spy_pipeline_tests/parallel.py)

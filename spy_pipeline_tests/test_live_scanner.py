@@ -4,7 +4,6 @@ streaming session without slowing it (loopback receiver slow or down)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import random
 import time
 from pathlib import Path
@@ -18,18 +17,18 @@ from polars.testing import assert_frame_equal
 
 from spy_pipeline.domain.live_scanner import IncrementalScanner
 from spy_pipeline.domain.scanner import DEFAULT_MIN_PRICE, DEFAULT_MIN_VOLUME, movement_events
-from spy_pipeline.domain.trading_calendar import NEW_YORK, session_bounds
+from spy_pipeline.domain.trading_calendar import session_bounds
 from spy_pipeline.io.alerts import AlertLedger, NotifierOptions
 from spy_pipeline.io.storage import DataRoot
 from spy_pipeline.polygon.client import PolygonClient
-from spy_pipeline.sandbox import catalog, options
 from spy_pipeline.sandbox.server import SandboxServer
 from spy_pipeline.sandbox.websocket import SandboxStream
 from spy_pipeline.streaming.compact import compact_day
 from spy_pipeline.streaming.live_scanner import LiveScanConfig, LiveScanner
 from spy_pipeline.streaming.session import StreamConfig, StreamResult, run_stream_session
 from spy_pipeline_tests.alert_receiver import AlertReceiver, closed_port
-from spy_pipeline_tests.conftest import SANDBOX_KEY, sandbox_lake
+from spy_pipeline_tests.conftest import sandbox_lake
+from spy_pipeline_tests.sandbox_replay import SANDBOX_KEY, STREAM_DAY, busiest_contracts
 
 DAY = dt.date(2025, 1, 15)
 OPEN = session_bounds(DAY).open
@@ -145,18 +144,7 @@ def test_the_floors_drop_penny_prints_and_thin_minutes_in_both_scanners() -> Non
 
 # --- during a replayed streaming session ---------------------------------------------------------------------
 
-STREAM_DAY = dt.date(2025, 1, 8)
-STREAM_START = dt.datetime(2025, 1, 8, 15, 0, tzinfo=NEW_YORK)
 FLOORS_OF_THE_PIPELINE = {"min_price": DEFAULT_MIN_PRICE, "min_volume": DEFAULT_MIN_VOLUME}
-
-
-@functools.cache
-def busiest_contracts(count: int = 40) -> tuple[str, ...]:
-    """The 0DTE contracts with the most bars after the replay's start: 40 give a few dozen events."""
-    start_ms = int(STREAM_START.timestamp() * 1000)
-    tickers = options.listed_contracts(STREAM_DAY).filter(pl.col("expiration_date") == STREAM_DAY)["ticker"]
-    bars = {t: catalog.minute_bars(t, STREAM_DAY).filter(pl.col("t") >= start_ms).height for t in tickers}
-    return tuple(sorted(tickers, key=lambda t: -bars[t])[:count])
 
 
 @pytest.fixture(scope="module")

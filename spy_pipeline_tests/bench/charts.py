@@ -70,8 +70,7 @@ def _whole_graph() -> dict[str, object]:
         env = {**os.environ, "SPY_PIPELINE_DATA_DIR": f"{tmp}/data", "DAGSTER_HOME": f"{tmp}/home"}
         for name in ("POLYGON_API_KEY", "POLYGON_BASE_URL", "POLYGON_S3_ACCESS_KEY_ID", "POLYGON_S3_SECRET_ACCESS_KEY"):
             env.pop(name, None)  # the embedded sandbox
-        # the default chart processes: the live-scanner bench imports test_live_scanner, whose import of the
-        # tests' conftest sets SPY_PIPELINE_CHART_PROCESSES=1 in this process
+        # the default chart processes, whatever the caller's environment sets
         env.pop("SPY_PIPELINE_CHART_PROCESSES", None)
         load_before = os.getloadavg()[0]
         started, cpu_started = time.perf_counter(), _children_cpu_seconds()

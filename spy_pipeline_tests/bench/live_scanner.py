@@ -39,8 +39,7 @@ from spy_pipeline.streaming.live_scanner import LiveScanConfig, LiveScanner
 from spy_pipeline.streaming.session import StreamConfig, run_stream_session
 from spy_pipeline_tests.alert_receiver import AlertReceiver
 from spy_pipeline_tests.bench.results import merge_results
-from spy_pipeline_tests.conftest import SANDBOX_KEY
-from spy_pipeline_tests.test_live_scanner import STREAM_DAY, busiest_contracts
+from spy_pipeline_tests.sandbox_replay import SANDBOX_KEY, STREAM_DAY, busiest_contracts
 
 SPEEDS = (60.0, 600.0)
 START_AT = "15:00"
