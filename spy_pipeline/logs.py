@@ -90,8 +90,14 @@ def redact_value(value: Any) -> Any:
     return redact(str(value))
 
 
+# Fields the processors fill from code: the logger's (module) name, the level, the time. Never secret, and left
+# as they are: a notification URL's path segment such as "alerts" is registered as a possible secret and would
+# otherwise turn the logger spy_pipeline.io.alerts.notifier into spy_pipeline.io.***.notifier.
+_CODE_FIELDS = frozenset({"logger", "level", "timestamp"})
+
+
 def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {key: redact_value(value) for key, value in event_dict.items()}
+    return {key: value if key in _CODE_FIELDS else redact_value(value) for key, value in event_dict.items()}
 
 
 class RedactingFilter(logging.Filter):

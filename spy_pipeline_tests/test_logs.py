@@ -222,6 +222,20 @@ def test_json_records_carry_level_logger_and_timestamp() -> None:
     assert record["timestamp"].endswith("Z")
 
 
+@FORMATS
+def test_logger_name_is_kept_when_a_notification_url_path_word_is_redacted(fmt: str) -> None:
+    body = """
+    configure_logging(fmt=sys.argv[1], secret_urls=["json://127.0.0.1:9/alerts"])
+    get_logger("spy_pipeline.io.alerts.notifier").warning("posting alerts", url="json://127.0.0.1:9/alerts")
+    logging.getLogger("spy_pipeline.io.alerts.delivery").warning("stdlib alerts")
+    """
+    result = run_logging(body, fmt=fmt, configure=False)
+    assert result.returncode == 0, result.stderr
+    assert "spy_pipeline.io.alerts.notifier" in result.stderr and "spy_pipeline.io.alerts.delivery" in result.stderr
+    assert f"posting {REDACTED}" in result.stderr and f"stdlib {REDACTED}" in result.stderr  # still redacted
+    assert "/alerts" not in result.stderr and "9/alerts" not in result.stderr
+
+
 def test_configure_logging_twice_does_not_duplicate_lines() -> None:
     body = """
     configure_logging(fmt="json", secrets=[KEY])
