@@ -93,6 +93,11 @@ def _check_range(day: dt.date) -> None:
 def is_trading_day(day: dt.date | str) -> bool:
     day = parse_date(day)
     _check_range(day)
+    return _is_session(day)
+
+
+@cache  # a pure function of the date (the calendar is built once); exchange_calendars' lookup is ~0.1 ms
+def _is_session(day: dt.date) -> bool:
     return bool(_xnys().is_session(day.isoformat()))
 
 
@@ -157,7 +162,11 @@ def closed_weekdays(start: dt.date | str, end: dt.date | str) -> list[dt.date]:
 
 def session_bounds(day: dt.date | str) -> SessionBounds:
     """Open and close of a trading day in UTC (DST-correct, early closes at 13:00 ET)."""
-    day = require_trading_day(day)
+    return _session_bounds(require_trading_day(day))
+
+
+@cache  # per date, as `_is_session`: a consolidated day asks for the bounds of every expiration it holds
+def _session_bounds(day: dt.date) -> SessionBounds:
     open_ts, close_ts = _xnys().session_open_close(day.isoformat())
     open_utc, close_utc = open_ts.to_pydatetime(), close_ts.to_pydatetime()
     pre = dt.datetime.combine(day, PRE_MARKET_START, tzinfo=NEW_YORK).astimezone(UTC)
