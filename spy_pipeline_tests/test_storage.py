@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import spy_pipeline
 from spy_pipeline.domain import datasets
@@ -526,6 +528,22 @@ def test_sorted_by_leaves_a_sorted_frame_as_it_is_and_sorts_stably_otherwise() -
     assert datasets.sorted_by(ties, ("ticker", "timestamp"))["row"].to_list() == [3, 1, 0, 2]
     with_nulls = pl.DataFrame({"ticker": ["b", None], "timestamp": [1, 1]})
     assert datasets.sorted_by(with_nulls, ("ticker",))["ticker"].to_list() == [None, "b"]
+
+
+_KEY_ROWS = st.lists(st.tuples(st.sampled_from(["a", "ab", "b"]), st.integers(0, 3), st.integers(0, 2)), max_size=12)
+
+
+@given(rows=_KEY_ROWS, columns=st.permutations(["ticker", "timestamp", "n"]).flatmap(
+    lambda order: st.integers(1, 3).map(lambda k: tuple(order[:k]))))
+def test_sorted_by_returns_a_frame_as_it_is_exactly_when_a_stable_sort_would_not_change_it(
+    rows: list[tuple[str, int, int]], columns: tuple[str, ...]
+) -> None:
+    frame = pl.DataFrame(rows, schema={"ticker": pl.String, "timestamp": pl.Int64, "n": pl.Int64}, orient="row")
+    frame = frame.with_row_index("row")
+    expected = frame.sort(columns, maintain_order=True)  # the oracle: polars' stable sort
+    result = datasets.sorted_by(frame, columns)
+    assert result["row"].to_list() == expected["row"].to_list()
+    assert (result is frame) == (expected["row"].to_list() == frame["row"].to_list())
 
 
 def test_every_declared_sort_order_is_the_datasets_key() -> None:

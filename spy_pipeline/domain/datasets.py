@@ -224,9 +224,25 @@ def sorted_by(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
     if not columns or frame.height < 2:
         return frame
     has_nulls = any(frame[name].null_count() for name in columns)  # where nulls go is the sort's to say
-    if not has_nulls and not frame.select(_before_previous_row(columns).any()).item():
+    if not has_nulls and _in_order(frame, columns):
         return frame
     return frame.sort(columns, maintain_order=True)
+
+
+def _in_order(frame: pl.DataFrame, columns: Sequence[str]) -> bool:
+    """Whether `frame` (no nulls in `columns`) is sorted by `columns`. The first column's own sortedness is one
+    native pass; then only the rows where the later columns step back (a new contract's first bar, say) can break
+    the order, and they do when their first-column value equals the previous row's. Comparing every row's
+    ticker with the previous one cost ~3x as much on a day of option bars."""
+    first = frame[columns[0]]
+    if not first.is_sorted():
+        return False
+    if len(columns) == 1:
+        return True
+    steps_back = frame.select(pl.arg_where(_before_previous_row(columns[1:]).fill_null(False))).to_series()
+    if steps_back.is_empty():
+        return True
+    return not (first.gather(steps_back) == first.gather(steps_back - 1)).any()
 
 
 def _before_previous_row(columns: Sequence[str]) -> pl.Expr:
