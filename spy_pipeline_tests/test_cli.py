@@ -49,6 +49,9 @@ def test_run_backfills_the_last_trading_days_and_prints_a_summary(tmp_path: Path
     [line] = [json.loads(line) for line in result.stderr.splitlines() if '"embedded_sandbox"' in line]
     assert line["run_id"] and line["level"] == "info"  # structured logs carry the Dagster run id
     assert any((tmp_path / "home").rglob("*.db")), "runs are recorded in the Dagster instance"
+    # run from outside the checkout, the instance still gets the project's settings, not Dagster's defaults
+    assert (tmp_path / "home" / "dagster.yaml").read_text() == (REPO_ROOT / "dagster.yaml").read_text()
+    assert "Telemetry" not in result.stdout + result.stderr and "No dagster instance" not in result.stderr
     _assert_progress_and_closing_summary(result.stdout, tmp_path, days=3)
 
 

@@ -22,6 +22,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from spy_pipeline.domain import trading_calendar as cal
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+SOURCE_CHECKOUT = Path(__file__).resolve().parents[2]  # spy_pipeline/app/runner.py -> the checkout
 SUMMARY_FIGURES = ("dividends", "splits", "days", "contract_days", "events")
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 CHARTS_FOLDER = "reports/charts"
@@ -45,12 +46,16 @@ class RunSummary:
 
 
 def ensure_dagster_home(repo_root: Path) -> Path:
-    """DAGSTER_HOME, defaulting to .dagster_home in the repo so `make dev` shows `make run`'s runs."""
+    """DAGSTER_HOME, defaulting to .dagster_home in the repo so `make dev` shows `make run`'s runs. A home without
+    a dagster.yaml gets the project's (telemetry off, the Polygon pool, run monitoring): the one in `repo_root`,
+    else the one of the checkout the package runs from (an editable install run from another folder), rather
+    than Dagster's defaults and their banner on every run."""
     home = Path(os.environ.get("DAGSTER_HOME") or repo_root / DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    template = repo_root / "dagster.yaml"
-    if not config.exists() and template.exists():
+    templates = (repo_root / "dagster.yaml", SOURCE_CHECKOUT / "dagster.yaml")
+    template = next((path for path in templates if path.is_file()), None)
+    if not config.exists() and template is not None:
         shutil.copyfile(template, config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
