@@ -11,6 +11,8 @@ ru_maxrss across fork + exec, so the parent holds no data and imports nothing he
 exec resets, is recorded as a cross-check); the RSS right after the imports is reported separately. The
 first call in that process (numba loading the cached kernels, or compiling them after an edit, the exchange
 calendar being built) is reported apart; the figure is the median of the REPEATS calls after it.
+After them the write is split (`_write_split`): the columns of one value per minute, and the per-option ones,
+each written alone.
 
 The baseline is a straightforward pandas script: pandas reads, merges with the contracts and the SPY minute
 frame, `merge_asof` for VIX and news, pandas-ta indicators, and vollib (what `py_vollib` installs) per row for
@@ -33,8 +35,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spy_pipeline_tests.bench.results import merge_results
+
+if TYPE_CHECKING:  # the parent imports nothing heavy: see _peak_rss_mib
+    import polars as pl
+
+    from spy_pipeline.domain.consolidate import DayInputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = dt.date(2025, 1, 8)
@@ -168,7 +176,7 @@ def _child_ours(data_dir: Path) -> dict[str, object]:
     }
 
 
-def _write_split(frame, inputs, data_dir: Path) -> dict[str, object]:
+def _write_split(frame: pl.DataFrame, inputs: DayInputs, data_dir: Path) -> dict[str, object]:
     """Where the write's time goes: the columns that hold one value per minute (SPY, VIX, indicators, news: the
     same value on every contract's row of that minute; rate and yield: one per day) written alone, and the
     per-option columns written alone, each atomically as the day is, median of REPEATS. What the write would
