@@ -134,7 +134,8 @@ def configure_logging(
     register_url_secrets(secret_urls)
     root = logging.getLogger()
     root.setLevel(level)
-    for chatty in ("alembic", "urllib3.connectionpool", "apprise"):  # per-migration and per-retry chatter
+    # per-migration, per-retry and (the embedded sandbox's WebSocket server) per-connection chatter
+    for chatty in ("alembic", "urllib3.connectionpool", "apprise", "websockets.server"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     with _lock:
         if _configured:

@@ -236,6 +236,20 @@ def test_logger_name_is_kept_when_a_notification_url_path_word_is_redacted(fmt: 
     assert "/alerts" not in result.stderr and "9/alerts" not in result.stderr
 
 
+def test_per_connection_and_per_retry_chatter_is_left_out_at_info_but_warnings_are_kept() -> None:
+    body = """
+    for name in ("websockets.server", "urllib3.connectionpool", "apprise", "alembic"):
+        logging.getLogger(name).info(f"{name} chatter")
+        logging.getLogger(name).warning(f"{name} warning")
+    log.info("ours at info")
+    """
+    result = run_logging(body)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert [e for e in events if "chatter" in e] == []
+    assert len([e for e in events if "warning" in e]) == 4 and "ours at info" in events
+
+
 def test_configure_logging_twice_does_not_duplicate_lines() -> None:
     body = """
     configure_logging(fmt="json", secrets=[KEY])
