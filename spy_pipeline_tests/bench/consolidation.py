@@ -184,8 +184,8 @@ def _write_split(frame: pl.DataFrame, inputs: DayInputs, data_dir: Path) -> dict
     from spy_pipeline.domain.consolidate import spy_minutes
     from spy_pipeline.io import storage
 
-    of_minute = [c for c in frame.columns
-                 if c in set(spy_minutes(inputs).columns) - {"timestamp"} | {"risk_free_rate", "dividend_yield"}]
+    minute_or_day = (set(spy_minutes(inputs).columns) - {"timestamp"}) | {"risk_free_rate", "dividend_yield"}
+    of_minute = [c for c in frame.columns if c in minute_or_day]
     of_option = [c for c in frame.columns if c not in of_minute]
     figures: dict[str, object] = {"minute_columns": len(of_minute), "option_columns": len(of_option)}
     for name, columns in (("minute", of_minute), ("option", of_option)):
