@@ -8,7 +8,6 @@ Figures are merged into bench/results.json under "charts".
 import datetime as dt
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from spy_pipeline.domain import chart_rendering, charts
 from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.domain.consolidate import consolidate_day
 from spy_pipeline.domain.scanner import movement_events
-from spy_pipeline_tests.bench.results import merge_results
+from spy_pipeline_tests.bench.results import cpu_seconds, merge_results
 from spy_pipeline_tests.test_consolidate import _inputs
 
 DAY = dt.date(2025, 1, 8)
@@ -73,10 +72,10 @@ def _whole_graph() -> dict[str, object]:
         # the default chart processes, whatever the caller's environment sets
         env.pop("SPY_PIPELINE_CHART_PROCESSES", None)
         load_before = os.getloadavg()[0]
-        started, cpu_started = time.perf_counter(), _children_cpu_seconds()
+        started, cpu_started = time.perf_counter(), cpu_seconds(children=True)
         run = subprocess.run([str(Path(sys.executable).with_name("spy-pipeline")), "run", *WHOLE_GRAPH], cwd=tmp,
                              env=env, capture_output=True, text=True, timeout=1800)
-        wall, cpu = time.perf_counter() - started, _children_cpu_seconds() - cpu_started
+        wall, cpu = time.perf_counter() - started, cpu_seconds(children=True) - cpu_started
     if run.returncode != 0:
         raise RuntimeError(f"spy-pipeline run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
     steps = {name: float(s) for name, s in re.findall(r"^    (\w+): done \(.*?([\d.]+) s\)$", run.stdout, re.M)}
@@ -86,14 +85,6 @@ def _whole_graph() -> dict[str, object]:
     return {"runs_seconds": float(summary), "process_seconds": round(wall, 1), "steps_seconds": steps,
             "seconds_per_chart": float(per_chart), "chart_processes": int(chart_processes),
             "cpu_seconds": round(cpu, 1), "load_average_before": round(load_before, 2)}
-
-
-def _children_cpu_seconds() -> float:
-    """CPU seconds of the waited-for child processes (and theirs): a run's chart workers included. A shared
-    machine's load inflates wall seconds; CPU seconds much less, so the two together tell a slow run from a
-    crowded one."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spy_pipeline_tests.bench.results import merge_results
+from spy_pipeline_tests.bench.results import cpu_seconds, merge_results
 
 if TYPE_CHECKING:  # the parent imports nothing heavy: see _peak_rss_mib
     import polars as pl
@@ -59,12 +58,6 @@ def _peak_rss_mib() -> float:
     """This process's peak RSS: VmHWM, which exec starts afresh, unlike ru_maxrss, which Linux carries over
     from the parent through fork + exec (under `make bench` the parent has run the other benchmarks)."""
     return _vm_hwm_mib()
-
-
-def _cpu_seconds() -> float:
-    """CPU seconds of this process's threads so far: less swayed than wall time by a loaded machine."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _vm_hwm_mib() -> float:
@@ -141,7 +134,7 @@ def _child_ours(data_dir: Path) -> dict[str, object]:
     runs = []
     rows = 0
     for _ in range(1 + REPEATS):
-        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         inputs = lake.consolidation_inputs(data_dir, DAY, RISK_FREE_RATE)
         read_done = time.perf_counter()
         frame = consolidate_day(inputs)
@@ -150,7 +143,7 @@ def _child_ours(data_dir: Path) -> dict[str, object]:
         written = time.perf_counter()
         runs.append({"read": read_done - started, "consolidate": consolidated - read_done,
                      "write": written - consolidated, "total": written - started,
-                     "cpu": _cpu_seconds() - cpu_started})
+                     "cpu": cpu_seconds() - cpu_started})
         rows, option_bars = frame.height, inputs.option_bars.height
         del inputs, frame  # freed before the next run, as between two partitions
     peak_rss_mib, peak_vm_hwm_mib = _peak_rss_mib(), _vm_hwm_mib()  # the timed runs' peak, before the split

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -40,7 +39,7 @@ from spy_pipeline.domain import trading_calendar as cal
 from spy_pipeline.io import lake, storage
 from spy_pipeline.io.storage import LAKE_PARQUET, ParquetSettings
 from spy_pipeline_tests.bench import consolidation
-from spy_pipeline_tests.bench.results import merge_results
+from spy_pipeline_tests.bench.results import cpu_seconds, merge_results
 
 DAY = consolidation.DAY
 CONTRACTS = 2_000
@@ -62,16 +61,11 @@ SCAN_STRATEGIES = ("auto", "row_groups", "prefiltered", "columns", "none")
 GOAL_MONTH_FILTERED_SECONDS = 0.2
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _timed(run: Callable[[], object]) -> tuple[float, float]:
     """Wall and CPU seconds of one call."""
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     run()
-    return time.perf_counter() - wall, _cpu_seconds() - cpu
+    return time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:

@@ -5,6 +5,7 @@ for one, went 2.6x between a Zen 1 core with AVX2 at half width and a Xeon with 
 import json
 import os
 import platform
+import resource
 import tempfile
 from pathlib import Path
 
@@ -51,3 +52,11 @@ def machine() -> dict[str, object]:
 def machine_line() -> str:
     about = machine()
     return f"machine: {about['cpu']}, {about['cores']} cores, widest SIMD {about['simd']}"
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """CPU seconds (user + system, all threads) of this process, or with `children` of the child processes it
+    has waited for (and theirs). A shared machine's load inflates wall seconds far more than CPU seconds, so
+    the two together tell a slow run from a crowded one."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
